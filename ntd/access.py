@@ -1,0 +1,17 @@
+"""Object access: one helper over django-guardian, for small objects (queues, partners), never cases."""
+
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+
+def objects_for_user[M: Model](user: Any, perm: str, klass: type[M] | QuerySet[M]) -> QuerySet[M]:
+    """The objects `user` holds `perm` on through an explicit object grant (to them or their groups).
+
+    A global permission does not count and a superuser gets nothing for free: access to a queue or a
+    partner is always granted on the object itself.
+    """
+    return get_objects_for_user(
+        user, perm, klass=klass, accept_global_perms=False, with_superuser=False, use_groups=True
+    )

@@ -1,0 +1,333 @@
+"""The tamper-evident audit log.
+
+Every state change and every access to sensitive data writes one AuditEvent through `record()`, inside
+the caller's transaction. Events form a hash chain: each row's hash is SHA-256 over a versioned canonical
+serialisation of the row plus the previous row's hash, and sequence numbers are gapless (they are the
+primary key, assigned under a lock). The table refuses UPDATE, DELETE and TRUNCATE (PostgreSQL triggers).
+Signed checkpoints written outside the database catch what the chain alone cannot: a deleted tail, or a
+chain recomputed from scratch by someone with superuser rights. `verify_chain()` checks all of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pgtrigger
+from django.conf import settings
+from django.db import connection, models, transaction
+
+HASH_VERSION = 1
+GENESIS_HASH = "0" * 64
+# pg_advisory_xact_lock key: "ntdaudit" read as a signed 64-bit integer.
+_CHAIN_LOCK_ID = int.from_bytes(b"ntdaudit", "big", signed=True)
+# Keys that must never reach the log: reporter contact and evidence plaintext belong encrypted elsewhere.
+FORBIDDEN_DATA_KEYS = frozenset(
+    {"email", "contact", "reporter_contact", "ip", "ip_address", "remote_addr", "user_agent", "plaintext",
+     "password", "secret", "token"}
+)
+
+
+class Action(models.TextChoices):
+    USER_LOGIN = "user.login", "Signed in"
+    USER_LOGOUT = "user.logout", "Signed out"
+    USER_LOGIN_FAILED = "user.login_failed", "Failed sign-in"
+    USER_LOCKED_OUT = "user.locked_out", "Locked out after repeated failures"
+    USER_SESSION_EXPIRED = "user.session_expired", "Session expired"
+    USER_MFA_ENROLLED = "user.mfa_enrolled", "Enrolled a second factor"
+    USER_CREATED = "user.created", "User created"
+    ROLES_SYNCED = "roles.synced", "Roles and permissions synchronised"
+    AUDIT_CHECKPOINT = "audit.checkpoint", "Audit checkpoint written"
+    AUDIT_VERIFIED = "audit.verified", "Audit log verified"
+    DEMO_SEEDED = "demo.seeded", "Demo data loaded"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    PARTNER = "partner", "Partner"
+    SYSTEM = "system", "System"
+
+
+class AuditEvent(models.Model):
+    seq = models.BigIntegerField(primary_key=True)
+    at = models.DateTimeField()
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64, choices=Action.choices)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    case_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    data = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["seq"]
+        permissions = [
+            ("verify_audit_log", "Can verify the audit log"),
+            ("export_audit_log", "Can export the audit log and case timelines"),
+        ]
+        indexes = [models.Index(fields=["actor_type", "actor_id", "seq"], name="audit_actor_idx")]
+        triggers = [
+            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+            pgtrigger.Trigger(
+                name="no_truncate",
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                when=pgtrigger.Before,
+                func="RAISE EXCEPTION 'the audit log is append-only'; RETURN NULL;",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action}"
+
+    def canonical_fields(self) -> dict[str, Any]:
+        return canonical_fields(
+            self.seq, self.at, self.actor_type, self.actor_id, self.action,
+            self.target_type, self.target_id, self.case_id, self.data,
+        )
+
+
+def canonical_fields(
+    seq: int, at: dt.datetime, actor_type: str, actor_id: str, action: str,
+    target_type: str, target_id: str, case_id: int | None, data: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "v": HASH_VERSION,
+        "seq": seq,
+        "at": at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "actor_type": actor_type,
+        "actor_id": actor_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "case_id": case_id,
+        "data": data,
+    }
+
+
+def chain_hash(fields: dict[str, Any], prev_hash: str) -> str:
+    """SHA-256 over the previous hash and the row's canonical JSON (sorted keys, no spaces, UTF-8)."""
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def _actor(actor: Any) -> tuple[str, str]:
+    if actor is None or actor == "system":
+        return ActorType.SYSTEM, ""
+    if getattr(actor, "audit_actor_type", None) == ActorType.PARTNER:
+        return ActorType.PARTNER, str(actor.pk)
+    if getattr(actor, "is_authenticated", False):
+        return ActorType.USER, str(actor.pk)
+    raise TypeError(f"an audit actor is a user, a partner or 'system', not {actor!r}")
+
+
+def _target(target: Any) -> tuple[str, str]:
+    if target is None:
+        return "", ""
+    if isinstance(target, tuple):
+        kind, ident = target
+        return str(kind), str(ident)
+    return target._meta.label_lower, str(target.pk)
+
+
+def _check_data(data: dict[str, Any]) -> None:
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ValueError("audit data keys must be strings")
+                if key.lower() in FORBIDDEN_DATA_KEYS:
+                    raise ValueError(f"audit data must not hold {key!r}: it is personal or secret")
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, float):
+            raise ValueError("audit data holds no floats (they do not round-trip canonically); use a string")
+        elif value is not None and not isinstance(value, str | int | bool):
+            raise ValueError(f"audit data holds JSON scalars only, not {type(value).__name__}")
+
+    walk(data)
+
+
+def _lock_chain() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
+    # SQLite (`make run`) takes its single write lock at BEGIN IMMEDIATE: writers are already serial.
+
+
+def head() -> tuple[int, str]:
+    """The last sequence number and hash, or (0, GENESIS_HASH) for an empty log."""
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    return last if last else (0, GENESIS_HASH)
+
+
+def record(
+    *,
+    actor: Any,
+    action: str,
+    target: Any = None,
+    case_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the chain, inside the caller's transaction (it commits or rolls back with it)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit.record() must run inside the transaction of the change it records")
+    if action not in Action.values:
+        raise ValueError(f"unknown audit action {action!r}")
+    data = data or {}
+    _check_data(data)
+    actor_type, actor_id = _actor(actor)
+    target_type, target_id = _target(target)
+
+    _lock_chain()
+    last_seq, last_hash = head()
+    event = AuditEvent(
+        seq=last_seq + 1,
+        at=dt.datetime.now(dt.UTC),
+        actor_type=actor_type,
+        actor_id=actor_id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        case_id=case_id,
+        data=data,
+        prev_hash=last_hash,
+    )
+    event.hash = chain_hash(event.canonical_fields(), last_hash)
+    event.save(force_insert=True)
+    if event.seq % settings.AUDIT_CHECKPOINT_EVERY == 0:
+        transaction.on_commit(lambda: write_checkpoint(event.seq, event.hash))
+    return event
+
+
+# --- Checkpoints -------------------------------------------------------------------------------------
+
+
+def _checkpoint_signature(seq: int, event_hash: str, at: str) -> str:
+    key = settings.AUDIT_CHECKPOINT_KEY.encode()
+    return hmac.new(key, f"ntd-audit-checkpoint/v1\n{seq}\n{event_hash}\n{at}".encode(), "sha256").hexdigest()
+
+
+def write_checkpoint(seq: int, event_hash: str) -> dict[str, Any]:
+    """Append a signed checkpoint line to the file outside the database."""
+    at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    entry = {"seq": seq, "hash": event_hash, "at": at, "sig": _checkpoint_signature(seq, event_hash, at)}
+    path = Path(settings.AUDIT_CHECKPOINT_PATH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        fh.flush()
+    return entry
+
+
+def read_checkpoints(path: Path | None = None) -> list[dict[str, Any]]:
+    path = Path(path or settings.AUDIT_CHECKPOINT_PATH)
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def checkpoint_head() -> dict[str, Any] | None:
+    """Checkpoint the current head if it moved since the last checkpoint (run by beat)."""
+    last_seq, last_hash = head()
+    checkpoints = read_checkpoints()
+    if last_seq == 0 or (checkpoints and checkpoints[-1]["seq"] >= last_seq):
+        return None
+    return write_checkpoint(last_seq, last_hash)
+
+
+# --- Verification ------------------------------------------------------------------------------------
+
+
+class Fault(models.TextChoices):
+    EDITED = "edited", "row content does not match its hash"
+    BROKEN_LINK = "broken_link", "row does not link to the previous row's hash"
+    MISSING = "missing", "sequence gap: a row was deleted"
+    REORDERED = "reordered", "sequence does not follow on"
+    BAD_CHECKPOINT = "bad_checkpoint", "checkpoint signature is invalid"
+    CHECKPOINT_MISMATCH = "checkpoint_mismatch", "chain differs from a signed checkpoint (rewritten)"
+    TAIL_MISSING = "tail_missing", "rows after the last row were removed (a signed checkpoint names them)"
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    checked: int
+    last_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    fault: str | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"audit log intact: {self.checked} events, up to #{self.last_seq}, head {self.head_hash}"
+        return f"audit log FAILED at #{self.first_bad_seq}: {self.fault} ({self.detail})"
+
+
+def _rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
+    return (
+        AuditEvent.objects.order_by("seq")
+        .values_list(
+            "seq", "at", "actor_type", "actor_id", "action", "target_type", "target_id", "case_id", "data",
+            "prev_hash", "hash",
+        )
+        .iterator(chunk_size=chunk_size)
+    )
+
+
+def verify_chain(
+    *, checkpoints: list[dict[str, Any]] | None = None, chunk_size: int = 5000,
+    progress: Any = None,
+) -> Verification:
+    """Walk the whole chain; name the first bad sequence number and the kind of fault."""
+    if checkpoints is None:
+        checkpoints = read_checkpoints()
+    for cp in checkpoints:
+        if not hmac.compare_digest(cp.get("sig", ""), _checkpoint_signature(cp["seq"], cp["hash"], cp["at"])):
+            return Verification(False, 0, 0, "", cp["seq"], Fault.BAD_CHECKPOINT, "signature does not verify")
+    expected_at: dict[int, str] = {}
+    for cp in checkpoints:
+        expected_at.setdefault(cp["seq"], cp["hash"])
+
+    prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
+    for seq, at, actor_type, actor_id, action, t_type, t_id, case_id, data, row_prev, row_hash in _rows(
+        chunk_size
+    ):
+        if seq != expected_seq:
+            fault = Fault.MISSING if seq > expected_seq else Fault.REORDERED
+            return Verification(False, checked, seq, prev_hash, expected_seq, fault, f"found #{seq} next")
+        fields = canonical_fields(seq, at, actor_type, actor_id, action, t_type, t_id, case_id, data)
+        if chain_hash(fields, row_prev) != row_hash:
+            return Verification(False, checked, seq, prev_hash, seq, Fault.EDITED, "stored hash differs")
+        if row_prev != prev_hash:
+            return Verification(False, checked, seq, prev_hash, seq, Fault.BROKEN_LINK, "prev_hash differs")
+        if seq in expected_at and not hmac.compare_digest(expected_at[seq], row_hash):
+            return Verification(
+                False, checked, seq, prev_hash, seq, Fault.CHECKPOINT_MISMATCH,
+                "the chain was recomputed: a row at or before this one was changed",
+            )
+        prev_hash, expected_seq, checked = row_hash, seq + 1, checked + 1
+        if progress is not None and checked % chunk_size == 0:
+            progress(checked)
+    last_seq = expected_seq - 1
+    beyond = [cp["seq"] for cp in checkpoints if cp["seq"] > last_seq]
+    if beyond:
+        return Verification(
+            False, checked, last_seq, prev_hash, last_seq + 1, Fault.TAIL_MISSING,
+            f"a signed checkpoint names #{max(beyond)} but the log ends at #{last_seq}",
+        )
+    return Verification(True, checked, last_seq, prev_hash)

@@ -1,0 +1,85 @@
+"""Demo data for `make run`: one user per role (with a TOTP factor), a few partners. DEBUG only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from allauth.mfa.adapter import get_adapter as get_mfa_adapter
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+from django.conf import settings
+from django.db import transaction
+
+from ntd import audit, roles
+from ntd.models import User
+from takedown.models import Partner, PartnerAPIKey
+
+DEMO_USERS = (
+    ("analyst", roles.ANALYST),
+    ("supervisor", roles.SUPERVISOR),
+    ("welfare", roles.WELFARE_OFFICER),
+    ("admin", roles.ADMIN),
+    ("auditor", roles.AUDITOR),
+)
+DEMO_PARTNERS = (
+    ("Example Hosting Ltd", Partner.Kind.HOSTING_PROVIDER, "GB"),
+    ("Partner Hotline NL", Partner.Kind.HOTLINE, "NL"),
+    ("National Police Unit", Partner.Kind.LAW_ENFORCEMENT, "GB"),
+)
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    role: str
+    password: str
+    totp_secret: str
+
+
+class DemoRefused(RuntimeError):
+    pass
+
+
+def demo_password(username: str) -> str:
+    return f"{username}-demo-pass"
+
+
+def totp_secret_of(user: User) -> str | None:
+    authenticator = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
+    if authenticator is None:
+        return None
+    return get_mfa_adapter().decrypt(authenticator.data["secret"])
+
+
+def current_code(secret: str) -> str:
+    import time
+
+    return format_hotp_value(hotp_value(secret, int(time.time()) // 30))
+
+
+@transaction.atomic
+def seed_demo() -> tuple[list[DemoLogin], str | None]:
+    """Create (or refresh) the demo users and partners. Returns the logins and a new partner API key."""
+    if not settings.DEBUG:
+        raise DemoRefused("seed_demo loads known passwords: it runs only with DEBUG on, never in production.")
+    roles.sync_roles()
+    logins = []
+    for username, role in DEMO_USERS:
+        user, _ = User.objects.get_or_create(username=username)
+        user.set_password(demo_password(username))
+        user.save()
+        roles.assign_role(user, role)
+        secret = totp_secret_of(user)
+        if secret is None:
+            secret = generate_totp_secret()
+            TOTP.activate(user, secret)
+        logins.append(DemoLogin(username, roles.ROLE_LABELS[role], demo_password(username), secret))
+
+    for name, kind, country in DEMO_PARTNERS:
+        Partner.objects.get_or_create(name=name, defaults={"kind": kind, "country": country})
+    hotline = Partner.objects.get(name="Partner Hotline NL")
+    key = None
+    if not hotline.api_keys.filter(revoked=False).exists():
+        _, key = PartnerAPIKey.objects.create_key(name="demo key", partner=hotline)
+    audit.record(actor="system", action=audit.Action.DEMO_SEEDED, data={"users": len(logins)})
+    return logins, key

@@ -1,0 +1,44 @@
+"""DRF permissions. The default is DenyAll: an endpoint opens only by naming who may use it."""
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework_api_key.permissions import BaseHasAPIKey
+
+from ntd.roles import STAFF_ROLES, roles_of
+from takedown.models import PartnerAPIKey
+
+
+class DenyAll(BasePermission):
+    message = "This endpoint does not declare who may use it."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return False
+
+
+class IsStaff(BasePermission):
+    """A signed-in member of staff with a second factor (the middleware enforces the factor)."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(set(roles_of(request.user)) & set(STAFF_ROLES)) or bool(
+            getattr(request.user, "is_superuser", False)
+        )
+
+
+class HasPartnerAPIKey(BaseHasAPIKey):
+    """A valid, unrevoked key of an active partner; the partner is put on `request.partner`."""
+
+    model = PartnerAPIKey
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        key = self.get_key(request)
+        if not key:
+            return False
+        try:
+            api_key = PartnerAPIKey.objects.select_related("partner").get_from_key(key)
+        except PartnerAPIKey.DoesNotExist:
+            return False
+        if not api_key.is_valid(key) or not api_key.partner.is_active:
+            return False
+        request.partner = api_key.partner
+        return True

@@ -1,17 +1,33 @@
 from django.contrib import admin
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.urls import include, path
+from django.shortcuts import redirect
+from django.urls import include, path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from ntd import views
+from reports.api import PartnerReportDetailView, PartnerReportsView
 
 
 @login_not_required
 def admin_login(request: HttpRequest, extra_context: object = None) -> HttpResponse:
-    """The admin signs in through the same path as everyone: password, then the second factor."""
-    return redirect_to_login(request.GET.get("next", "/admin/"))
+    """The admin signs in through the same path as everyone: password, then the second factor.
+
+    The admin sends a signed-in user it refuses here too: that user gets a 403, not a trip to a sign-in
+    page that would send them straight back. The admin's own password form is never served.
+    """
+    next_url = request.GET.get(REDIRECT_FIELD_NAME, "")
+    if not request.user.is_authenticated:
+        return redirect_to_login(next_url or reverse("admin:index"))
+    if not admin.site.has_permission(request):
+        raise PermissionDenied
+    if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}, require_https=request.is_secure()):
+        next_url = reverse("admin:index")
+    return redirect(next_url)
 
 
 admin.site.login = admin_login  # type: ignore[method-assign]
@@ -23,9 +39,12 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("audit/", views.audit_log, name="audit_log"),
+    path("", include("reports.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/partner/whoami/", views.partner_whoami, name="api_partner_whoami"),
-    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),
-    path("api/v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
+    path("api/v1/reports/", PartnerReportsView.as_view(), name="api_reports"),
+    path("api/v1/reports/<str:reference>", PartnerReportDetailView.as_view(), name="api_report_detail"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
 ]

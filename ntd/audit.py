@@ -47,6 +47,23 @@ class Action(models.TextChoices):
     AUDIT_CHECKPOINT = "audit.checkpoint", "Audit checkpoint written"
     AUDIT_VERIFIED = "audit.verified", "Audit log verified"
     DEMO_SEEDED = "demo.seeded", "Demo data loaded"
+    REPORT_RECEIVED = "report.received", "Report received"
+    REPORT_ACKNOWLEDGED = "report.acknowledged", "Acknowledgement sent to the reporter"
+    REPORT_STATUS_VIEWED = "report.status_viewed", "Reporter looked up the status"
+    EMAIL_REFUSED = "email.refused", "Inbound e-mail refused"
+    CASE_CREATED = "case.created", "Case opened"
+    CASE_REPORT_JOINED = "case.report_joined", "Report joined the case"
+    KNOWN_URLS_IMPORTED = "known_urls.imported", "Known URLs imported"
+    KNOWN_URLS_DEACTIVATED = "known_urls.deactivated", "Known URLs deactivated"
+    KNOWN_URL_CREATED = "known_url.created", "Known URL added"
+    KNOWN_URL_CHANGED = "known_url.changed", "Known URL changed"
+    PARTNER_CREATED = "partner.created", "Partner created"
+    PARTNER_CHANGED = "partner.changed", "Partner changed"
+    PARTNER_DELETED = "partner.deleted", "Partner deleted"
+    PARTNER_API_KEY_CREATED = "partner_api_key.created", "Partner API key created"
+    PARTNER_API_KEY_CHANGED = "partner_api_key.changed", "Partner API key changed"
+    PARTNER_API_KEY_REVOKED = "partner_api_key.revoked", "Partner API key revoked"
+    PARTNER_API_KEY_DELETED = "partner_api_key.deleted", "Partner API key deleted"
 
 
 class ActorType(models.TextChoices):
@@ -60,7 +77,8 @@ class AuditEvent(models.Model):
     at = models.DateTimeField()
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64, blank=True)
-    action = models.CharField(max_length=64, choices=Action.choices)
+    # No `choices`: the enumeration grows with every issue; record() refuses an action not in `Action`.
+    action = models.CharField(max_length=64)
     target_type = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     case_id = models.BigIntegerField(null=True, blank=True, db_index=True)
@@ -88,6 +106,10 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action}"
+
+    @property
+    def action_label(self) -> str:
+        return Action(self.action).label if self.action in Action.values else self.action
 
     def canonical_fields(self) -> dict[str, Any]:
         return canonical_fields(
@@ -159,6 +181,13 @@ def _check_data(data: dict[str, Any]) -> None:
     walk(data)
 
 
+def _check_case_id(case_id: Any) -> None:
+    # The hash covers the value given to record() and verification rehashes the value read back: a case_id of
+    # "7" would be stored as the bigint 7 and the event would fail verification for ever, a false tamper alarm.
+    if case_id is not None and (isinstance(case_id, bool) or not isinstance(case_id, int)):
+        raise TypeError(f"audit case_id is an int or None, not {case_id!r}")
+
+
 def _lock_chain() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -185,6 +214,7 @@ def record(
         raise RuntimeError("audit.record() must run inside the transaction of the change it records")
     if action not in Action.values:
         raise ValueError(f"unknown audit action {action!r}")
+    _check_case_id(case_id)
     data = data or {}
     _check_data(data)
     actor_type, actor_id = _actor(actor)
@@ -211,6 +241,54 @@ def record(
     return event
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One event for `record_many()`: the same arguments as `record()`."""
+
+    actor: Any
+    action: str
+    target: Any = None
+    case_id: int | None = None
+    data: dict[str, Any] | None = None
+
+
+def record_many(entries: list[Entry], *, batch_size: int = 2000) -> int:
+    """Append many events at once (a partner's batch of 10,000 URLs): one lock, set-wise inserts."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit.record_many() must run inside the transaction of the change it records")
+    if not entries:
+        return 0
+    rows = []
+    for entry in entries:
+        if entry.action not in Action.values:
+            raise ValueError(f"unknown audit action {entry.action!r}")
+        _check_case_id(entry.case_id)
+        data = entry.data or {}
+        _check_data(data)
+        rows.append((_actor(entry.actor), _target(entry.target), entry.case_id, entry.action, data))
+
+    _lock_chain()
+    seq, prev_hash = head()
+    now = dt.datetime.now(dt.UTC)
+    events = []
+    checkpoint: tuple[int, str] | None = None
+    for (actor_type, actor_id), (target_type, target_id), case_id, action, data in rows:
+        seq += 1
+        event = AuditEvent(
+            seq=seq, at=now, actor_type=actor_type, actor_id=actor_id, action=action,
+            target_type=target_type, target_id=target_id, case_id=case_id, data=data, prev_hash=prev_hash,
+        )
+        event.hash = prev_hash = chain_hash(event.canonical_fields(), prev_hash)
+        events.append(event)
+        if seq % settings.AUDIT_CHECKPOINT_EVERY == 0:
+            checkpoint = (seq, event.hash)
+    AuditEvent.objects.bulk_create(events, batch_size=batch_size)
+    if checkpoint is not None:
+        cp_seq, cp_hash = checkpoint
+        transaction.on_commit(lambda: write_checkpoint(cp_seq, cp_hash))
+    return len(events)
+
+
 # --- Checkpoints -------------------------------------------------------------------------------------
 
 
@@ -232,19 +310,43 @@ def write_checkpoint(seq: int, event_hash: str) -> dict[str, Any]:
     return entry
 
 
-def read_checkpoints(path: Path | None = None) -> list[dict[str, Any]]:
+def read_checkpoints(path: Path | None = None) -> list[Any]:
+    """Every entry of the checkpoint file, in file order. A line that is not JSON is kept as its text: the file
+    lives outside the database and may be damaged, and `verify_chain()` must report that, not crash."""
     path = Path(path or settings.AUDIT_CHECKPOINT_PATH)
     if not path.exists():
         return []
+    entries: list[Any] = []
     with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for line in fh:
+            if line.strip():
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    entries.append(line.rstrip("\n"))
+    return entries
+
+
+def is_signed_checkpoint(entry: Any) -> bool:
+    """True for a well-formed checkpoint whose signature verifies under AUDIT_CHECKPOINT_KEY."""
+    if not isinstance(entry, dict):
+        return False
+    seq, event_hash, at, sig = entry.get("seq"), entry.get("hash"), entry.get("at"), entry.get("sig")
+    # type(), not isinstance(): True is an int, and the string "5" would sign exactly like 5.
+    if type(seq) is not int or seq < 1:
+        return False
+    if not (isinstance(event_hash, str) and isinstance(at, str) and isinstance(sig, str)):
+        return False
+    return hmac.compare_digest(sig.encode(), _checkpoint_signature(seq, event_hash, at).encode())
 
 
 def checkpoint_head() -> dict[str, Any] | None:
     """Checkpoint the current head if it moved since the last checkpoint (run by beat)."""
     last_seq, last_hash = head()
-    checkpoints = read_checkpoints()
-    if last_seq == 0 or (checkpoints and checkpoints[-1]["seq"] >= last_seq):
+    # Only signed entries count: an unsigned line naming a far-off seq must not silence checkpointing. And the
+    # highest, not the last line: on_commit checkpoints and this task append in whatever order they finish.
+    signed = [entry["seq"] for entry in read_checkpoints() if is_signed_checkpoint(entry)]
+    if last_seq == 0 or (signed and max(signed) >= last_seq):
         return None
     return write_checkpoint(last_seq, last_hash)
 
@@ -275,7 +377,8 @@ class Verification:
     def describe(self) -> str:
         if self.ok:
             return f"audit log intact: {self.checked} events, up to #{self.last_seq}, head {self.head_hash}"
-        return f"audit log FAILED at #{self.first_bad_seq}: {self.fault} ({self.detail})"
+        where = f" at #{self.first_bad_seq}" if self.first_bad_seq is not None else ""
+        return f"audit log FAILED{where}: {self.fault} ({self.detail})"
 
 
 def _rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
@@ -290,15 +393,19 @@ def _rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
 
 
 def verify_chain(
-    *, checkpoints: list[dict[str, Any]] | None = None, chunk_size: int = 5000,
+    *, checkpoints: list[Any] | None = None, chunk_size: int = 5000,
     progress: Any = None,
 ) -> Verification:
     """Walk the whole chain; name the first bad sequence number and the kind of fault."""
     if checkpoints is None:
         checkpoints = read_checkpoints()
-    for cp in checkpoints:
-        if not hmac.compare_digest(cp.get("sig", ""), _checkpoint_signature(cp["seq"], cp["hash"], cp["at"])):
-            return Verification(False, 0, 0, "", cp["seq"], Fault.BAD_CHECKPOINT, "signature does not verify")
+    for number, cp in enumerate(checkpoints, 1):
+        if not is_signed_checkpoint(cp):
+            seq = cp.get("seq") if isinstance(cp, dict) else None
+            return Verification(
+                False, 0, 0, "", seq if type(seq) is int else None, Fault.BAD_CHECKPOINT,
+                f"checkpoint entry {number} is malformed or its signature does not verify",
+            )
     expected_at: dict[int, str] = {}
     for cp in checkpoints:
         expected_at.setdefault(cp["seq"], cp["hash"])

@@ -14,7 +14,7 @@ TEST_ENV := DEBUG=0 SECRET_KEY=test-only-secret-key-not-for-production-012345678
 	SECURE_SSL_REDIRECT=0 LOG_JSON=1 PYTHONDONTWRITEBYTECODE=1
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint check-deploy clean
+.PHONY: help run test lint clean
 
 help:
 	@echo "make run    start ntd on http://127.0.0.1:$(PORT) with demo data (needs only Python 3.12+)"

@@ -9,5 +9,6 @@ from ntd.navigation import navigation_for
 def navigation(request: HttpRequest) -> dict[str, Any]:
     return {
         "deployment_name": settings.NTD_DEPLOYMENT_NAME,
-        "nav_items": navigation_for(request.user),
+        # An error page drawn before the auth middleware ran (a bad Host header) has no user yet.
+        "nav_items": navigation_for(getattr(request, "user", None)),
     }

@@ -10,6 +10,8 @@ import structlog
 
 # Attributes Django and others attach to records that can carry personal data.
 _DROPPED_ATTRIBUTES = ("request", "remote_addr", "client_addr", "ip", "user_agent", "body", "contact", "email")
+# Keys of the JSON line that ntd itself writes and that hold nothing personal.
+_TRUSTED_KEYS = frozenset({"timestamp", "level", "logger"})
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -21,30 +23,63 @@ def scrub_text(text: str) -> str:
     return _EMAIL.sub("[e-mail]", text)
 
 
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items() if k not in _DROPPED_ATTRIBUTES}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else would reach the line as its repr(), which can hold an address: scrub that text.
+    return scrub_text(str(value))
+
+
+def _scrub_event_dict(event_dict: dict[str, Any]) -> dict[str, Any]:
+    scrubbed = {}
+    for key, value in event_dict.items():
+        if key in _DROPPED_ATTRIBUTES:
+            continue
+        if key in _TRUSTED_KEYS or key.startswith("_") or key == "exc_info":
+            # structlog's own bookkeeping (_record, _logger, ...) and exc_info, rendered and scrubbed later.
+            scrubbed[key] = value
+        else:
+            scrubbed[key] = _scrub_value(value)
+    return scrubbed
+
+
 class ScrubFilter(logging.Filter):
-    """Drop attributes that may hold personal data and mask addresses in the message itself."""
+    """Drop attributes that may hold personal data and mask addresses in the message and the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for name in _DROPPED_ATTRIBUTES:
             if name in record.__dict__:
                 delattr(record, name)
-        record.msg = scrub_text(record.getMessage())
-        record.args = None
+        if isinstance(record.msg, dict):
+            # A structlog event on its way to ProcessorFormatter, which needs it to stay a dict.
+            record.msg = _scrub_event_dict(record.msg)
+        else:
+            record.msg = scrub_text(record.getMessage())
+            record.args = None
+        if record.exc_info and not record.exc_text:
+            # The plain formatter prints exc_text when set; an exception message can quote an address.
+            record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = scrub_text(record.stack_info)
         return True
 
 
 def _drop_personal_keys(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    for name in _DROPPED_ATTRIBUTES:
-        event_dict.pop(name, None)
-    if isinstance(event_dict.get("event"), str):
-        event_dict["event"] = scrub_text(event_dict["event"])
-    return event_dict
+    return _scrub_event_dict(event_dict)
 
 
 def json_formatter() -> structlog.stdlib.ProcessorFormatter:
     return structlog.stdlib.ProcessorFormatter(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # Render tracebacks to text before scrubbing, so that the "exception" text is scrubbed too.
+            structlog.processors.format_exc_info,
             _drop_personal_keys,
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
@@ -52,7 +87,6 @@ def json_formatter() -> structlog.stdlib.ProcessorFormatter:
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
         ],
     )
 

@@ -37,6 +37,8 @@ if not DEBUG and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
 NTD_DEPLOYMENT_NAME = env.str("NTD_DEPLOYMENT_NAME", "ntd")
+NTD_PUBLIC_URL = env.str("NTD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+NTD_EMERGENCY_NUMBER = env.str("NTD_EMERGENCY_NUMBER", "112")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -73,10 +75,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before ntd's middleware: both tell the user why they were sent elsewhere.
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "ntd.middleware.SessionExpiryMiddleware",
     "ntd.middleware.RequireTwoFactorMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -138,6 +141,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # kombu's default is "control" in the working directory: keep the exchange tables in var/ too.
+        "control_folder": str(_broker_dir / "control"),
     }
 else:
     # Longer than any countdown we use; SLA timers are rows swept by beat, never long countdowns.
@@ -148,6 +153,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
+# Workers and beat log through LOGGING below (JSON, scrubbed), not through Celery's own unscrubbed format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
@@ -191,7 +198,6 @@ ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_PREVENT_ENUMERATION = True
-ACCOUNT_RATE_LIMITS = False  # allauth's limits key on the client address; axes (by username) does it instead
 MFA_ADAPTER = "ntd.accounts.StaffMFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = NTD_DEPLOYMENT_NAME
@@ -201,6 +207,8 @@ MFA_PASSKEY_LOGIN_ENABLED = False
 AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_USERNAME_FORM_FIELD = "login"
+# allauth authenticates with `username`, not the form's `login`: without this axes counts nobody.
+AXES_USERNAME_CALLABLE = "ntd.accounts.lockout_username"
 AXES_CLIENT_IP_CALLABLE = "ntd.accounts.no_client_address"
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", 0.5)
@@ -209,6 +217,23 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = False
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "account/locked_out.html"
+# allauth's default limits key on the client address, which ntd never stores: every limit is per account
+# (`key`: the login name or `mfa-auth-user-<pk>`, hashed; `user`: the signed-in user) or off. "login_failed"
+# also bounds wrong second-factor codes, which axes never sees: the same budget as the password lockout.
+ACCOUNT_RATE_LIMITS = {
+    "login": None,
+    "login_failed": f"{AXES_FAILURE_LIMIT}/{int(AXES_COOLOFF_TIME * 3600)}s/key",
+    "signup": None,  # closed
+    "reset_password": "5/m/key",
+    "reset_password_from_key": None,  # the key in the link is the secret
+    "request_login_code": "3/m/key",
+    "confirm_email": "1/3m/key",
+    "verify_phone": "1/30s/key",
+    "change_password": "5/m/user",
+    "change_phone": "1/m/user",
+    "manage_email": "10/m/user",
+    "reauthenticate": "10/m/user",
+}
 SILENCED_SYSTEM_CHECKS = [
     # Lockout is keyed by username on purpose: ntd stores no client address, not even for staff.
     "axes.W006",
@@ -241,6 +266,10 @@ if env.bool("USE_X_FORWARDED_PROTO", False):
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_PRELOAD:
+    # Preloading binds the whole domain and its subdomains to HTTPS in browsers for months and cannot be
+    # taken back quickly: the operator opts in (README). Without this, `check --deploy` warns on every install.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "no-referrer"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -259,8 +288,27 @@ SECURE_CSP = {
 
 # Uploads: ntd never takes a file. The form views refuse multipart with a clear page; this is the backstop.
 DATA_UPLOAD_MAX_NUMBER_FILES = 0
-DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+# The partner API takes up to 10,000 URLs in one body; the public form has its own, much smaller limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", 25 * 1024 * 1024)
+
+# --- Public intake: abuse resistance that keeps nothing personal ----------------------------------
+INTAKE_FORM_MAX_BYTES = env.int("INTAKE_FORM_MAX_BYTES", 64 * 1024)
+INTAKE_CHALLENGE_AFTER = env.int("INTAKE_CHALLENGE_AFTER", 5)  # submissions per source and hour
+INTAKE_LIMIT_PER_HOUR = env.int("INTAKE_LIMIT_PER_HOUR", 30)
+INTAKE_MIN_FORM_SECONDS = env.float("INTAKE_MIN_FORM_SECONDS", 2.0)
+INTAKE_NOJS_WAIT_SECONDS = env.int("INTAKE_NOJS_WAIT_SECONDS", 15)
+INTAKE_FORM_MAX_AGE = env.int("INTAKE_FORM_MAX_AGE", 4 * 3600)
+# E-mail intake (`manage.py ingest_email`): the authserv-id of the deployment's own mail server, whose
+# Authentication-Results header is trusted (empty: trust none, verify DKIM here), and the largest message.
+EMAIL_INTAKE_TRUSTED_AUTHSERV_ID = env.str("EMAIL_INTAKE_TRUSTED_AUTHSERV_ID", "")
+EMAIL_INTAKE_MAX_BYTES = env.int("EMAIL_INTAKE_MAX_BYTES", 10 * 1024 * 1024)
+NUM_PROXIES = env.int("NUM_PROXIES", 0)  # trusted reverse proxies in front of ntd (X-Forwarded-For hops)
+ALTCHA_HMAC_KEY = _required("ALTCHA_HMAC_KEY", "dev-only-altcha-key")
+ALTCHA_MAX_NUMBER = env.int("ALTCHA_MAX_NUMBER", 100_000)
+
+# Envelope-encryption keys (evidence/crypto.py): "keyid:base64url-32-bytes", current first. Never SECRET_KEY.
+NTD_ENCRYPTION_KEYS = _required("NTD_ENCRYPTION_KEYS", "dev:ZGV2LW9ubHkta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE")
 
 # --- API -------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -284,14 +332,17 @@ SPECTACULAR_SETTINGS = {
 
 # --- Mail ------------------------------------------------------------------------------------------
 _email = env.dj_email_url("EMAIL_URL", "console://" if DEBUG else "smtp://localhost:25")
-EMAIL_BACKEND = _email["EMAIL_BACKEND"]
-EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = _email.get("EMAIL_PORT", 25)
-EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
-EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
-EMAIL_TIMEOUT = 20
+MAILERS: dict[str, dict[str, object]] = {"default": {"BACKEND": _email["EMAIL_BACKEND"]}}
+if _email["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend":
+    MAILERS["default"]["OPTIONS"] = {
+        "host": _email["EMAIL_HOST"],
+        "port": _email["EMAIL_PORT"],
+        "username": _email.get("EMAIL_HOST_USER") or None,
+        "password": _email.get("EMAIL_HOST_PASSWORD") or None,
+        "use_tls": _email.get("EMAIL_USE_TLS", False),
+        "use_ssl": _email.get("EMAIL_USE_SSL", False),
+        "timeout": env.int("EMAIL_TIMEOUT", 20),
+    }
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "ntd@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
@@ -345,5 +396,7 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Celery gives task loggers a handler of its own unless they already have one.
+        "celery.task": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }

@@ -8,6 +8,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -81,6 +83,12 @@ def _broker_ready() -> bool:
         return False
 
 
+@extend_schema(
+    responses=inline_serializer(
+        "PartnerWhoAmI",
+        {"partner": serializers.CharField(), "kind": serializers.CharField(), "country": serializers.CharField()},
+    )
+)
 @api_view(["GET"])
 @permission_classes([HasPartnerAPIKey])
 def partner_whoami(request: Request) -> Response:

@@ -24,6 +24,8 @@ import pgtrigger
 from django.conf import settings
 from django.db import connection, models, transaction
 
+from ntd.bulk import insert_rows
+
 HASH_VERSION = 1
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key: "ntdaudit" read as a signed 64-bit integer.
@@ -210,34 +212,9 @@ def record(
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event to the chain, inside the caller's transaction (it commits or rolls back with it)."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("audit.record() must run inside the transaction of the change it records")
-    if action not in Action.values:
-        raise ValueError(f"unknown audit action {action!r}")
-    _check_case_id(case_id)
-    data = data or {}
-    _check_data(data)
-    actor_type, actor_id = _actor(actor)
-    target_type, target_id = _target(target)
-
-    _lock_chain()
-    last_seq, last_hash = head()
-    event = AuditEvent(
-        seq=last_seq + 1,
-        at=dt.datetime.now(dt.UTC),
-        actor_type=actor_type,
-        actor_id=actor_id,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        case_id=case_id,
-        data=data,
-        prev_hash=last_hash,
-    )
-    event.hash = chain_hash(event.canonical_fields(), last_hash)
-    event.save(force_insert=True)
-    if event.seq % settings.AUDIT_CHECKPOINT_EVERY == 0:
-        transaction.on_commit(lambda: write_checkpoint(event.seq, event.hash))
+    row = _append([Entry(actor, action, target, case_id, data)], "audit.record()")[0]
+    event = AuditEvent(**dict(zip(_COLUMNS, row, strict=True)))
+    event._state.adding = False
     return event
 
 
@@ -252,41 +229,50 @@ class Entry:
     data: dict[str, Any] | None = None
 
 
-def record_many(entries: list[Entry], *, batch_size: int = 2000) -> int:
-    """Append many events at once (a partner's batch of 10,000 URLs): one lock, set-wise inserts."""
+def record_many(entries: list[Entry]) -> int:
+    """Append many events at once (a partner's batch of 10,000 URLs): one lock, one set-wise insert."""
+    return len(_append(entries, "audit.record_many()"))
+
+
+_ACTIONS = frozenset(Action.values)
+_COLUMNS = ("seq", "at", "actor_type", "actor_id", "action", "target_type", "target_id", "case_id", "data",
+            "prev_hash", "hash")
+
+
+def _append(entries: list[Entry], caller: str) -> list[tuple[Any, ...]]:
     if not connection.in_atomic_block:
-        raise RuntimeError("audit.record_many() must run inside the transaction of the change it records")
-    if not entries:
-        return 0
-    rows = []
+        raise RuntimeError(f"{caller} must run inside the transaction of the change it records")
+    prepared = []
     for entry in entries:
-        if entry.action not in Action.values:
+        if entry.action not in _ACTIONS:
             raise ValueError(f"unknown audit action {entry.action!r}")
         _check_case_id(entry.case_id)
         data = entry.data or {}
         _check_data(data)
-        rows.append((_actor(entry.actor), _target(entry.target), entry.case_id, entry.action, data))
+        prepared.append((*_actor(entry.actor), entry.action, *_target(entry.target), entry.case_id, data))
+    if not prepared:
+        return []
 
     _lock_chain()
     seq, prev_hash = head()
     now = dt.datetime.now(dt.UTC)
-    events = []
+    rows, db_rows = [], []
     checkpoint: tuple[int, str] | None = None
-    for (actor_type, actor_id), (target_type, target_id), case_id, action, data in rows:
+    for actor_type, actor_id, action, target_type, target_id, case_id, data in prepared:
         seq += 1
-        event = AuditEvent(
-            seq=seq, at=now, actor_type=actor_type, actor_id=actor_id, action=action,
-            target_type=target_type, target_id=target_id, case_id=case_id, data=data, prev_hash=prev_hash,
-        )
-        event.hash = prev_hash = chain_hash(event.canonical_fields(), prev_hash)
-        events.append(event)
+        fields = canonical_fields(seq, now, actor_type, actor_id, action, target_type, target_id, case_id, data)
+        event_hash = chain_hash(fields, prev_hash)
+        row = (seq, now, actor_type, actor_id, action, target_type, target_id, case_id, data, prev_hash, event_hash)
+        rows.append(row)
+        db_rows.append((*row[:8], json.dumps(data), *row[9:]))
+        prev_hash = event_hash
         if seq % settings.AUDIT_CHECKPOINT_EVERY == 0:
-            checkpoint = (seq, event.hash)
-    AuditEvent.objects.bulk_create(events, batch_size=batch_size)
+            checkpoint = (seq, event_hash)
+    insert_rows(AuditEvent._meta.db_table, _COLUMNS, db_rows)
     if checkpoint is not None:
         cp_seq, cp_hash = checkpoint
         transaction.on_commit(lambda: write_checkpoint(cp_seq, cp_hash))
-    return len(events)
+    return rows
 
 
 # --- Checkpoints -------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.view_group",
         "takedown.add_partner", "takedown.change_partner", "takedown.view_partner",
         "takedown.add_partnerapikey", "takedown.change_partnerapikey", "takedown.view_partnerapikey",
+        "reports.view_knownurl", "reports.add_knownurl", "reports.change_knownurl",
     ],
     AUDITOR: [
         "ntd.view_auditevent", "ntd.verify_audit_log", "ntd.export_audit_log",

@@ -22,14 +22,13 @@ from django.utils import timezone
 from evidence.crypto import seal
 from evidence.keys import keyring_from_settings
 from ntd import audit
+from ntd.bulk import COPY_FROM, insert_rows
 from reports import selectors
 from reports.models import Case, KnownURL, Priority, Report, ReportURL, new_case_reference
 from reports.normalise import NormalisedURL
 from reports.references import status_secret_digest
 from reports.selectors import CaseOutcome
 from takedown.models import Partner
-
-UPSERT_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,9 @@ def partner_request_digest(payload: dict[str, Any]) -> str:
     import json
 
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(body.encode()).hexdigest()
+    # JSON may spell a lone surrogate ("\ud800") that no field keeps but an unknown key can carry: hash it as
+    # it came rather than fail. Every other string encodes exactly as with plain UTF-8, so digests are unchanged.
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ReferenceConflict(Exception):
@@ -154,35 +155,20 @@ def _file_urls(report: Report, urls: Sequence[ReportedURL], priority: int, child
     distinct: dict[str, tuple[int, ReportedURL]] = {}
     for position, item in enumerate(urls):
         distinct.setdefault(item.url.key, (position, item))
-    known = set(
-        KnownURL.objects.filter(url_key__in=list(distinct), active=True).values_list("url_key", flat=True)
-    )
-    now = timezone.now()
-    cases: dict[str, tuple[int, str, bool]] = {}
-    items = list(distinct.values())
-    for start in range(0, len(items), UPSERT_CHUNK):
-        chunk = items[start:start + UPSERT_CHUNK]
-        cases.update(_upsert_cases(chunk, known, priority, child_at_risk, now))
+    cases = _upsert_cases([item.url for _, item in distinct.values()], priority, child_at_risk, timezone.now())
 
-    opened_ids = [case_id for case_id, _, opened in cases.values() if opened]
-    if opened_ids:
-        _link_reappearances(opened_ids)
-
-    outcomes, entries = [], []
+    outcomes, entries, rows = [], [], []
     for position, item in sorted(distinct.values(), key=lambda pair: pair[0]):
-        case_id, reference, opened = cases[item.url.key]
+        case_id, reference, opened, known = cases[item.url.key]
         outcome = CaseOutcome(position, item.as_reported[:2048], case_id, reference, opened)
         outcomes.append(outcome)
+        rows.append((report.pk, case_id, position, outcome.as_reported, opened))
         entries.append(audit.Entry(
             actor, audit.Action.CASE_CREATED if opened else audit.Action.CASE_REPORT_JOINED,
             target=("reports.case", case_id), case_id=case_id,
-            data={"case": reference, "report": report.reference, "known_url": item.url.key in known},
+            data={"case": reference, "report": report.reference, "known_url": known},
         ))
-    ReportURL.objects.bulk_create(
-        [ReportURL(report=report, case_id=o.case_id, position=o.position, as_reported=o.as_reported,
-                   opened_case=o.opened) for o in outcomes],
-        batch_size=2000,
-    )
+    insert_rows(ReportURL._meta.db_table, ("report_id", "case_id", "position", "as_reported", "opened_case"), rows)
     entries.insert(0, audit.Entry(
         actor, audit.Action.REPORT_RECEIVED, target=report,
         data={"reference": report.reference, "channel": report.channel, "source": report.source_kind,
@@ -192,50 +178,55 @@ def _file_urls(report: Report, urls: Sequence[ReportedURL], priority: int, child
     return outcomes
 
 
-def _upsert_cases(chunk: list[tuple[int, ReportedURL]], known: set[str], priority: int, child_at_risk: bool,
-                  now: datetime) -> dict[str, tuple[int, str, bool]]:
-    """INSERT ... ON CONFLICT against the one-open-case-per-URL index; returns key → (id, reference, opened)."""
-    table = Case._meta.db_table
-    columns = ("reference", "url", "url_key", "host", "registrable_domain", "status", "priority", "child_at_risk",
-               "police_referral", "known_url", "report_count", "first_reported_at", "last_reported_at")
-    values: list[Any] = []
-    for _, item in chunk:
-        is_known = item.url.key in known
-        row_priority = max(priority, Priority.KNOWN_URL) if is_known else priority
-        values += [new_case_reference(), item.url.url, item.url.key, item.url.host, item.url.registrable_domain,
-                   Case.Status.RECEIVED, row_priority, child_at_risk, child_at_risk, is_known, 1, now, now]
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    t = connection.ops.quote_name(table)
-    # Only the table name (quoted by the backend) and fixed column names are formatted in; values are parameters.
-    sql = (
-        f"INSERT INTO {t} ({', '.join(columns)}) VALUES {', '.join([row] * len(chunk))} "  # noqa: S608
-        f"ON CONFLICT (url_key) WHERE closed_at IS NULL DO UPDATE SET "
-        f"report_count = {t}.report_count + 1, "
-        f"last_reported_at = excluded.last_reported_at, "
-        f"priority = CASE WHEN excluded.priority > {t}.priority THEN excluded.priority ELSE {t}.priority END, "
-        f"child_at_risk = ({t}.child_at_risk OR excluded.child_at_risk), "
-        f"police_referral = ({t}.police_referral OR excluded.police_referral), "
-        f"known_url = ({t}.known_url OR excluded.known_url) "
-        f"RETURNING id, reference, url_key, report_count"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return {key: (case_id, reference, count == 1) for case_id, reference, key, count in cursor.fetchall()}
+def _upsert_cases(urls: list[NormalisedURL], priority: int, child_at_risk: bool,
+                  now: datetime) -> dict[str, tuple[int, str, bool, bool]]:
+    """Open or join the case of each URL in one statement; returns key → (id, reference, opened, known URL).
 
-
-def _link_reappearances(case_ids: list[int]) -> None:
-    """A URL reported again after its case closed: link the new case to the latest closed one."""
-    t = connection.ops.quote_name(Case._meta.db_table)
-    placeholders = ", ".join(["%s"] * len(case_ids))
+    INSERT ... ON CONFLICT against the partial unique index on open cases: concurrent reports of one URL meet
+    in the index, never in a check-then-insert. The same statement flags known URLs (top priority) and links a
+    new case to the closed case of the same URL (re-appearance). Rows go in url_key order, so two reports that
+    share URLs lock their cases in the same order and cannot deadlock. A large batch is first COPYed into a
+    temporary table on PostgreSQL; a small one is inline VALUES (and that is all SQLite needs).
+    """
+    rows = sorted(((new_case_reference(), u.url, u.key, u.host, u.registrable_domain) for u in urls),
+                  key=lambda row: row[2])
+    qn = connection.ops.quote_name
+    case, known = qn(Case._meta.db_table), qn(KnownURL._meta.db_table)
     with connection.cursor() as cursor:
-        # The quoted table name only; ids are parameters.
+        if connection.vendor == "postgresql" and len(rows) >= COPY_FROM:
+            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS ntd_intake_batch (column1 text, column2 text, "
+                           "column3 text, column4 text, column5 text) ON COMMIT DELETE ROWS")
+            cursor.execute("TRUNCATE ntd_intake_batch")
+            insert_rows("ntd_intake_batch", ("column1", "column2", "column3", "column4", "column5"), rows)
+            source, row_params = "ntd_intake_batch", []
+        else:
+            source = f"(VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(rows))})"
+            row_params = [value for row in rows for value in row]
+        # Formatted in: quoted table names and constants only; every value is a parameter.
         cursor.execute(
-            f"UPDATE {t} SET previous_case_id = (SELECT old.id FROM {t} old WHERE old.url_key = {t}.url_key "  # noqa: S608
-            f"AND old.closed_at IS NOT NULL ORDER BY old.closed_at DESC LIMIT 1) "
-            f"WHERE id IN ({placeholders}) AND EXISTS (SELECT 1 FROM {t} old WHERE old.url_key = {t}.url_key "
-            f"AND old.closed_at IS NOT NULL)",
-            case_ids,
+            f"INSERT INTO {case} (reference, url, url_key, host, registrable_domain, status, priority, "  # noqa: S608
+            f"child_at_risk, police_referral, known_url, report_count, first_reported_at, last_reported_at, "
+            f"previous_case_id) "
+            f"SELECT v.column1, v.column2, v.column3, v.column4, v.column5, %s, "
+            f"CASE WHEN k.id IS NOT NULL AND %s < {int(Priority.KNOWN_URL)} THEN {int(Priority.KNOWN_URL)} "
+            f"ELSE %s END, %s, %s, k.id IS NOT NULL, 1, %s, %s, "
+            f"(SELECT old.id FROM {case} old WHERE old.url_key = v.column3 AND old.closed_at IS NOT NULL "
+            f"ORDER BY old.closed_at DESC LIMIT 1) "
+            f"FROM {source} v LEFT JOIN {known} k ON k.url_key = v.column3 AND k.active "
+            f"WHERE true ORDER BY v.column3 "
+            f"ON CONFLICT (url_key) WHERE closed_at IS NULL DO UPDATE SET "
+            f"report_count = {case}.report_count + 1, "
+            f"last_reported_at = excluded.last_reported_at, "
+            f"priority = CASE WHEN excluded.priority > {case}.priority THEN excluded.priority "
+            f"ELSE {case}.priority END, "
+            f"child_at_risk = ({case}.child_at_risk OR excluded.child_at_risk), "
+            f"police_referral = ({case}.police_referral OR excluded.police_referral), "
+            f"known_url = ({case}.known_url OR excluded.known_url) "
+            f"RETURNING id, reference, url_key, report_count, known_url",
+            [Case.Status.RECEIVED.value, priority, priority, child_at_risk, child_at_risk, now, now, *row_params],
         )
+        return {key: (case_id, reference, count == 1, bool(is_known))
+                for case_id, reference, key, count, is_known in cursor.fetchall()}
 
 
 @transaction.atomic

@@ -9,9 +9,11 @@ past the limit it is asked to come back later.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from enum import Enum
@@ -44,10 +46,20 @@ def client_address(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+_day_keys: dict[str, bytes] = {}
+
+
 def _day_key(now: dt.datetime) -> bytes:
-    key = _DAY_KEY.format(day=now.strftime("%Y-%m-%d"))
-    cache.add(key, secrets.token_hex(32), timeout=2 * 24 * 3600)
-    return bytes.fromhex(cache.get(key))
+    """Today's random key: made once per day in the cache (shared by every process), remembered per process."""
+    day = now.strftime("%Y-%m-%d")
+    key = _day_keys.get(day)
+    if key is None:
+        cache_key = _DAY_KEY.format(day=day)
+        cache.add(cache_key, secrets.token_hex(32), timeout=2 * 24 * 3600)
+        key = bytes.fromhex(cache.get(cache_key))
+        _day_keys.clear()  # yesterday's key goes: nothing in this process can link days
+        _day_keys[day] = key
+    return key
 
 
 def source_of(request: HttpRequest, now: dt.datetime | None = None) -> str:
@@ -56,9 +68,16 @@ def source_of(request: HttpRequest, now: dt.datetime | None = None) -> str:
 
 
 def count(source: str, now: dt.datetime | None = None, *, bucket: str = "report") -> int:
-    """Add one attempt for this source in the current hour; returns the new count."""
+    """Add one attempt for this source in the current hour; returns the new count (one round trip on Redis)."""
     now = now or dt.datetime.now(dt.UTC)
     key = _COUNT_KEY.format(bucket=bucket, source=source, hour=now.strftime("%Y%m%d%H"))
+    backend = cache._cache if hasattr(cache, "_cache") else None  # django.core.cache.backends.redis
+    if backend is not None and hasattr(backend, "get_client"):
+        full_key = cache.make_and_validate_key(key)
+        pipe = backend.get_client(full_key, write=True).pipeline()
+        pipe.incr(full_key)
+        pipe.expire(full_key, 3600 + 60, nx=True)
+        return int(pipe.execute()[0])
     cache.add(key, 0, timeout=3600 + 60)
     return cache.incr(key)
 
@@ -121,5 +140,7 @@ def solution_valid(payload: str) -> bool:
         return False
     if not ok:
         return False
-    used = _USED_CHALLENGE.format(signature=hashlib.sha256(payload.encode()).hexdigest())
-    return cache.add(used, 1, timeout=3600)
+    # One use per challenge, however the payload is spelled (key order, spaces, characters base64 skips): the
+    # verified signature names the challenge, the payload's bytes do not.
+    signature = json.loads(base64.b64decode(payload))["signature"]
+    return cache.add(_USED_CHALLENGE.format(signature=signature), 1, timeout=3600)

@@ -8,7 +8,8 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def new_reference(prefix: str) -> str:
-    chars = "".join(secrets.choice(ALPHABET) for _ in range(8))
+    bits = int.from_bytes(secrets.token_bytes(5))  # 40 bits, eight characters of five bits each
+    chars = "".join(ALPHABET[(bits >> shift) & 31] for shift in range(35, -1, -5))
     return f"{prefix}-{chars[:4]}-{chars[4:]}"
 
 

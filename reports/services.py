@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from evidence.crypto import seal
@@ -29,6 +29,8 @@ from reports.normalise import NormalisedURL
 from reports.references import status_secret_digest
 from reports.selectors import CaseOutcome
 from takedown.models import Partner
+
+REFERENCE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ def contact_aad(report_reference: str) -> bytes:
 def file_public_report(*, urls: Sequence[ReportedURL], details: ReportDetails, contact_email: str | None) -> Filed:
     """A report from the public web form. Anonymous unless an e-mail address is given for the acknowledgement."""
     priority = Priority.CHILD_AT_RISK if details.child_at_risk else Priority.PUBLIC
-    with transaction.atomic():
+
+    @transaction.atomic
+    def file() -> Filed:
         report = _new_report(Report.Channel.WEB, "public", None, details, len(urls))
         secret = None
         if contact_email:
@@ -76,12 +80,27 @@ def file_public_report(*, urls: Sequence[ReportedURL], details: ReportDetails, c
             report.status_secret_digest = status_secret_digest(secret)
         report.save(force_insert=True)
         outcomes = _file_urls(report, urls, priority, details.child_at_risk, actor="system")
-        if contact_email:
+        if secret is not None:
             from reports.tasks import send_acknowledgement_task
 
-            report_id = report.pk
-            transaction.on_commit(lambda: send_acknowledgement_task.delay(report_id, secret))
-    return Filed(report, outcomes, secret)
+            report_id, code = report.pk, secret
+            transaction.on_commit(lambda: send_acknowledgement_task.delay(report_id, code))
+        return Filed(report, outcomes, secret)
+
+    return _retrying_reference_clashes(file)
+
+
+def _retrying_reference_clashes(file: Callable[[], Filed]) -> Filed:
+    """References are 40 random bits: on the rare clash with an existing one, file again with fresh ones."""
+    for attempt in range(REFERENCE_TRIES):
+        try:
+            return file()
+        except IntegrityError as exc:
+            text = str(exc)
+            clash = "reference" in text and "partner_reference" not in text
+            if not clash or attempt + 1 == REFERENCE_TRIES:
+                raise
+    raise AssertionError("unreachable")
 
 
 def partner_request_digest(payload: dict[str, Any]) -> str:
@@ -107,23 +126,23 @@ def file_partner_report(
         if existing is not None:
             return _existing(existing, request_digest)
     priority = Priority.CHILD_AT_RISK if details.child_at_risk else Priority.PARTNER
-    try:
-        with transaction.atomic():
-            report = _new_report(channel, partner.kind, partner, details, len(urls))
-            report.partner_reference = partner_reference
-            report.request_digest = request_digest
-            report.save(force_insert=True)
-            outcomes = _file_urls(report, urls, priority, details.child_at_risk, actor=partner)
-    except Exception as exc:
-        # Two retries of one request racing: the unique (partner, reference) constraint let one through.
-        from django.db import IntegrityError
 
-        if isinstance(exc, IntegrityError) and partner_reference:
-            existing = Report.objects.filter(partner=partner, partner_reference=partner_reference).first()
-            if existing is not None:
-                return _existing(existing, request_digest)
+    @transaction.atomic
+    def file() -> Filed:
+        report = _new_report(channel, partner.kind, partner, details, len(urls))
+        report.partner_reference = partner_reference
+        report.request_digest = request_digest
+        report.save(force_insert=True)
+        return Filed(report, _file_urls(report, urls, priority, details.child_at_risk, actor=partner))
+
+    try:
+        return _retrying_reference_clashes(file)
+    except IntegrityError:
+        # Two retries of one request racing: the unique (partner, reference) constraint let one through.
+        existing = Report.objects.filter(partner=partner, partner_reference=partner_reference).first()
+        if partner_reference and existing is not None:
+            return _existing(existing, request_digest)
         raise
-    return Filed(report, outcomes)
 
 
 def _existing(report: Report, request_digest: str) -> Filed:

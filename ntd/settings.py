@@ -109,7 +109,9 @@ TEMPLATES = [
 
 # --- Data stores -----------------------------------------------------------------------------------
 DATABASE_URL = env.str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ntd")
-DATABASES = {"default": env.dj_db_url("DATABASE_URL", DATABASE_URL, conn_max_age=0)}
+# Persistent connections (checked before reuse): a new PostgreSQL backend per request costs more than the request.
+DATABASES = {"default": env.dj_db_url("DATABASE_URL", DATABASE_URL, conn_max_age=env.int("DB_CONN_MAX_AGE", 60),
+                                      conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One writer at a time, taken at BEGIN: the audit chain's "read head, append" cannot interleave.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
@@ -271,7 +273,9 @@ if not SECURE_HSTS_PRELOAD:
     # taken back quickly: the operator opts in (README). Without this, `check --deploy` warns on every install.
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "no-referrer"
+# Never a referrer to another site (a case's URLs stay here). Not "no-referrer": with it browsers send
+# `Origin: null` on this site's own form posts, and Django's CSRF check refuses every one of them.
+SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CSP = {

@@ -7,17 +7,25 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.urls import reverse
 from django.utils import timezone
 
 from ntd import audit
 from ntd.accounts import LOGIN_AT_SESSION_KEY, MFA_OK_SESSION_KEY, has_totp
 
-# What a signed-in user without a second factor may still reach: the enrolment itself and the way out.
-ENROLMENT_OPEN_PATHS = ("/accounts/2fa/totp/activate/", "/accounts/logout/", "/static/", "/healthz", "/readyz")
+# What a signed-in user without a second factor may still reach: the enrolment itself (and the password
+# prompt allauth puts before it once the sign-in is a few minutes old) and the way out.
+ENROLMENT_OPEN_PATHS = (
+    "/accounts/2fa/totp/activate/",
+    "/accounts/reauthenticate/",
+    "/accounts/logout/",
+    "/static/",
+    "/healthz",
+    "/readyz",
+)
 
 
 class SessionExpiryMiddleware:
@@ -36,7 +44,7 @@ class SessionExpiryMiddleware:
                     audit.record(actor=user, action=audit.Action.USER_SESSION_EXPIRED, target=user)
                 logout(request)
                 messages.info(request, "Your session has expired. Please sign in again.")
-                return redirect(f"{reverse('account_login')}?next={request.path}")
+                return redirect_to_login(request.get_full_path())
         return self.get_response(request)
 
 

@@ -1,6 +1,6 @@
 """DRF permissions. The default is DenyAll: an endpoint opens only by naming who may use it."""
 
-from typing import Any
+from typing import Any, cast
 
 from rest_framework.permissions import BasePermission
 from rest_framework_api_key.permissions import BaseHasAPIKey
@@ -26,7 +26,7 @@ class IsStaff(BasePermission):
 
 
 class HasPartnerAPIKey(BaseHasAPIKey):
-    """A valid, unrevoked key of an active partner; the partner is put on `request.partner`."""
+    """A valid, unrevoked, unexpired key of an active partner; the partner is put on `request.partner`."""
 
     model = PartnerAPIKey
 
@@ -35,10 +35,11 @@ class HasPartnerAPIKey(BaseHasAPIKey):
         if not key:
             return False
         try:
-            api_key = PartnerAPIKey.objects.select_related("partner").get_from_key(key)
+            # a manager method (a queryset has none): unrevoked keys only, and the hash must match
+            api_key = cast(PartnerAPIKey, PartnerAPIKey.objects.get_from_key(key))
         except PartnerAPIKey.DoesNotExist:
             return False
-        if not api_key.is_valid(key) or not api_key.partner.is_active:
+        if api_key.has_expired or not api_key.partner.is_active:
             return False
         request.partner = api_key.partner
         return True

@@ -1,0 +1,400 @@
+"""Every URL pattern, for every role, against an explicit table: every endpoint has an explicit permission.
+
+A new URL fails `test_every_url_for_every_role` until its row is written here. The admin and allauth
+families are grouped by prefix so the table stays readable; everything else is one row per route.
+
+Outcomes: an HTTP status, LOGIN (a redirect to the staff sign-in) or "→/path" (any other redirect). The
+admin answers anyone it refuses with a redirect to its own login page, ADMIN_LOGIN; that page is one row
+of the table: it sends anonymous visitors on to the staff sign-in and gives a signed-in user 403.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
+from django.conf import settings
+from django.contrib.admin.sites import site as admin_site
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.utils import timezone
+from rest_framework_api_key.models import APIKey
+
+from ntd.models import User
+from ntd.roles import ADMIN, ANALYST, AUDITOR, STAFF_ROLES, SUPERVISOR, WELFARE_OFFICER
+from reports.models import KnownURL
+from takedown.models import Partner, PartnerAPIKey
+
+pytestmark = pytest.mark.django_db
+
+ANONYMOUS, SUPERUSER, PARTNER = "anonymous", "superuser", "partner"
+ROLES = (ANONYMOUS, *STAFF_ROLES, SUPERUSER, PARTNER)
+LOGIN = "login"
+Outcome = int | str
+
+
+def expect(anonymous: Outcome = LOGIN, *, staff: Outcome, superuser: Outcome | None = None,
+           partner: Outcome | None = None, **by_role: Outcome) -> dict[str, Outcome]:
+    """One row: `staff` for every staff role not named; the superuser as staff, the partner as anonymous."""
+    assert set(by_role) <= set(STAFF_ROLES), by_role
+    row = {role: by_role.get(role, staff) for role in STAFF_ROLES}
+    row |= {ANONYMOUS: anonymous, SUPERUSER: staff if superuser is None else superuser}
+    row[PARTNER] = anonymous if partner is None else partner
+    return row
+
+
+# --- ntd's own pages, the public pages and the API --------------------------------------------------
+ROUTES: dict[str, dict[str, Outcome]] = {
+    "": expect(200, staff=200),  # the public landing page, or the staff home
+    "healthz": expect(200, staff=200),
+    "readyz": expect(200, staff=200),
+    "audit/": expect(staff=403, auditor=200, superuser=200),
+    # Public reporting: open to everyone, signed in or not.
+    "report/": expect(200, staff=200),
+    "report/received/": expect("→/report/", staff="→/report/"),  # without a fresh receipt
+    "report/status/": expect(200, staff=200),
+    # The partner API: the key and nothing else (DRF says 403 to a caller without credentials).
+    "api/v1/partner/whoami/": expect(403, staff=403, partner=200),
+    "api/v1/reports/": expect(403, staff=403, partner=405),  # the key gets in; filing takes a POST
+    "api/v1/reports/<str:reference>": expect(403, staff=403, partner=404),  # not one of this partner's
+    # The API's description: signed-in staff only.
+    "api/schema/": expect(403, staff=200),
+    "api/docs/": expect(403, staff=200),
+}
+
+# --- allauth: /accounts/… -------------------------------------------------------------------------
+SIGNED_IN_ELSEWHERE = "→/"  # allauth sends a signed-in user away from the entrance pages
+ACCOUNTS: dict[str, dict[str, Outcome]] = {
+    "login/": expect(200, staff=SIGNED_IN_ELSEWHERE),
+    "logout/": expect(staff=200),  # a confirmation page; signing out takes a POST
+    "inactive/": expect(200, staff=200),
+    "signup/": expect(200, staff=SIGNED_IN_ELSEWHERE),  # "sign-up is closed"
+    "reauthenticate/": expect(staff=200),
+    "email/": expect(staff=200),
+    "confirm-email/": expect(200, staff=200),
+    "password/change/": expect(staff=200),
+    "password/set/": expect(staff="→/accounts/password/change/"),
+    "password/reset/": expect(200, staff=200),
+    "password/reset/done/": expect(200, staff=200),
+    "password/reset/key/done/": expect(200, staff=200),
+    "^password/reset/key/(?P<uidb36>[0-9A-Za-z]+)-(?P<key>.+)/$": expect(200, staff=200),  # "bad token"
+    "login/code/confirm/": expect(staff=SIGNED_IN_ELSEWHERE),  # no code was requested
+    "^confirm-email/(?P<key>[-:\\w]+)/$": expect(200, staff=200),  # "invalid link"
+    "2fa/": expect(staff=200),
+    "2fa/authenticate/": expect(staff=SIGNED_IN_ELSEWHERE),  # no sign-in waiting for its code
+    "2fa/reauthenticate/": expect(staff=200),
+    "2fa/totp/activate/": expect(staff="→/accounts/2fa/totp/deactivate/"),  # already enrolled
+    "2fa/totp/deactivate/": expect(staff=200),  # "you cannot deactivate": test_accounts
+    "2fa/recovery-codes/generate/": expect(staff=200),
+    "2fa/recovery-codes/": expect(staff=404),  # these users have no recovery codes yet
+    "2fa/recovery-codes/download/": expect(staff=404),
+}
+
+# --- the Django admin: /admin/… ---------------------------------------------------------------------
+# What the admin role may do, model by model (ntd.roles.ROLE_PERMISSIONS); other roles never get in.
+ADMIN_ROLE_MAY = {
+    "ntd/user": {"view", "add", "change"},
+    "auth/group": {"view"},
+    "takedown/partner": {"view", "add", "change"},
+    "takedown/partnerapikey": {"view", "add", "change"},
+    "reports/knownurl": {"view", "add", "change"},
+}
+# What each admin page needs, by the last part of its route.
+ADMIN_PAGE_NEEDS = {"": "view", "add/": "add", "history/": "view", "delete/": "delete", "change/": "view"}
+ADMIN_LOGIN = "→/admin/login/"  # the admin refuses: see the row "login/"
+
+
+def admin_row(*, admin: Outcome, superuser: Outcome, anonymous: Outcome = LOGIN) -> dict[str, Outcome]:
+    """Only the admin role and the superuser get into the admin; everyone else is refused."""
+    return expect(anonymous, staff=ADMIN_LOGIN, admin=admin, superuser=superuser)
+
+
+def site_row(*, admin: Outcome, superuser: Outcome) -> dict[str, Outcome]:
+    """The admin site's own pages open to anonymous visitors too, and send them to its login page themselves.
+
+    (Model pages are closed to them earlier, by LoginRequiredMiddleware.)
+    """
+    return admin_row(admin=admin, superuser=superuser, anonymous=ADMIN_LOGIN)
+
+
+ADMIN_SITE: dict[str, dict[str, Outcome]] = {
+    # Anonymous: to the staff sign-in (password and second factor); signed in without the admin: 403.
+    "login/": expect(LOGIN, staff=403, admin="→/admin/", superuser="→/admin/"),
+    "": site_row(admin=200, superuser=200),
+    "logout/": expect(ADMIN_LOGIN, staff="→/admin/", admin=405, superuser=405),  # signing out takes a POST
+    "password_change/": site_row(admin=200, superuser=200),
+    "password_change/done/": site_row(admin=200, superuser=200),
+    "autocomplete/": site_row(admin=403, superuser=403),  # needs the field it completes
+    "jsi18n/": site_row(admin=200, superuser=200),
+    "r/<path:content_type_id>/<path:object_id>/": site_row(admin=404, superuser=404),  # no public page
+    "(?P<url>.*)$": site_row(admin=404, superuser=404),
+    "reports/knownurl/import/": admin_row(admin=200, superuser=200),  # needs add and change
+}
+# One index page per app with models in the admin (the pattern lists them; filled with "ntd").
+ADMIN_APP_INDEX = site_row(admin=200, superuser=200)
+# Tables that stay empty: axes keeps its counters in the cache (no client address is stored anywhere).
+ADMIN_EMPTY = {"axes/accessattempt", "axes/accesslog", "axes/accessfailurelog"}
+# Pages no one gets, not even a superuser: axes writes its rows alone; known URLs are deactivated, not deleted.
+ADMIN_NEVER = {("add", model) for model in ADMIN_EMPTY} | {("delete", "reports/knownurl")}
+CHANGE_PAGE = "→its change page"  # the bare object URL redirects there before any check
+
+
+def admin_expectation(route: str) -> dict[str, Outcome]:
+    if route in ADMIN_SITE:
+        return ADMIN_SITE[route]
+    if route.startswith("^(?P<app_label>"):
+        return ADMIN_APP_INDEX
+    model_page = re.fullmatch(r"(\w+/\w+)/(|add/|<id>/password/|<path:object_id>/(?:|history/|delete/|change/))", route)
+    if model_page is None:
+        raise KeyError(route)  # a page the rules below do not know: give it a row in ADMIN_SITE
+    model, page = model_page.groups()
+    if page == "<path:object_id>/":
+        return admin_row(admin=CHANGE_PAGE, superuser=CHANGE_PAGE)
+    if page == "<id>/password/":
+        return admin_row(admin=200, superuser=200)
+    need = ADMIN_PAGE_NEEDS[page.removeprefix("<path:object_id>/")]
+    admin: Outcome = 200 if need in ADMIN_ROLE_MAY.get(model, set()) else 403
+    superuser: Outcome = 403 if (need, model) in ADMIN_NEVER else 200
+    if model in ADMIN_EMPTY and page.startswith("<path:object_id>/"):
+        # "no such row", and back to the index (the history page looks for the row before the permission)
+        superuser = "→/admin/"
+        admin = "→/admin/" if page.endswith("history/") else admin
+    return admin_row(admin=admin, superuser=superuser)
+
+
+FAMILIES: dict[str, Callable[[str], dict[str, Outcome]]] = {
+    "accounts/": lambda route: ACCOUNTS[route],
+    "admin/": admin_expectation,
+}
+
+
+def expected(route: str) -> dict[str, Outcome]:
+    if route in ROUTES:
+        return ROUTES[route]
+    for prefix, family in FAMILIES.items():
+        if route.startswith(prefix):
+            return family(route.removeprefix(prefix))
+    raise KeyError(route)
+
+
+def table_rows() -> set[str]:
+    """Every route the table names, to catch rows left behind by a URL that is gone."""
+    return {*ROUTES, *("accounts/" + r for r in ACCOUNTS), *("admin/" + r for r in ADMIN_SITE)}
+
+
+# --- walking the URLconf --------------------------------------------------------------------------
+def walk(resolver: URLResolver | None = None, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from walk(entry, prefix + str(entry.pattern))
+        else:
+            yield prefix + str(entry.pattern), entry
+
+
+CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
+NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
+def fill(route: str, values: dict[str, str]) -> str:
+    """A concrete URL for `route`: each parameter from `values`, by name and route."""
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return values.get(f"{route}:{name}") or values[name]
+
+    bare = re.sub(r"(^|/)\^|\$$", r"\1", route)  # a regex pattern's anchors, wherever it was included
+    return "/" + CONVERTER.sub(value, NAMED_GROUP.sub(value, bare))
+
+
+def admin_object_values(objects: list[Model]) -> dict[str, str]:
+    """The admin's <object_id> for each registered model: the key of a row that exists."""
+    values = {}
+    by_model = {type(obj): obj for obj in objects}
+    for model in admin_site._registry:
+        prefix = f"admin/{model._meta.app_label}/{model._meta.model_name}/"
+        assert model in by_model or prefix.removeprefix("admin/")[:-1] in ADMIN_EMPTY, (
+            f"{model.__name__} is in the admin: give url_values a row of it, so its pages are really walked")
+        pk = str(by_model[model].pk) if model in by_model else "1"
+        for page in ("", "history/", "delete/", "change/"):
+            values[f"{prefix}<path:object_id>/{page}:object_id"] = pk
+        values[f"{prefix}<id>/password/:id"] = pk
+    return values
+
+
+def outcome(client: Client, url: str) -> Outcome:
+    response = client.get(url)
+    if response.status_code not in (301, 302):
+        return response.status_code
+    location = response["Location"].split("?")[0]
+    if location == settings.LOGIN_URL or location == "/accounts/login/":
+        return LOGIN
+    return "→" + location
+
+
+@pytest.fixture
+def client_for_role(make_staff: Any, partner_key: tuple[Partner, str]) -> Callable[[str], Client]:
+    """A client for one column of the table: signed in (both factors done), anonymous, or holding the key."""
+    def make(role: str) -> Client:
+        if role == ANONYMOUS:
+            return Client()
+        if role == PARTNER:
+            return Client(headers={"X-Api-Key": partner_key[1]})
+        if role == SUPERUSER:
+            user = make_staff(None, username="root", is_superuser=True, is_staff=True).user
+        else:
+            user = make_staff(role).user
+        client = Client()
+        client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def url_values(make_staff: Any, partner_key: tuple[Partner, str]) -> dict[str, str]:
+    partner = partner_key[0]
+    user = make_staff(ANALYST, username="subject").user
+    objects: list[Model] = [
+        user,
+        Group.objects.get(name=ANALYST),
+        APIKey.objects.create_key(name="unbound")[0],
+        EmailAddress.objects.create(user=user, email="subject@example.org", verified=True, primary=True),
+        Authenticator.objects.get(user=user),
+        partner,
+        PartnerAPIKey.objects.get(partner=partner),
+        KnownURL.objects.create(url="https://known.example/a", url_key="0" * 64,
+                                registrable_domain="known.example", source="walk"),
+    ]
+    return {
+        **admin_object_values(objects),
+        "content_type_id": str(ContentType.objects.get_for_model(Partner).pk),
+        "object_id": str(partner.pk),
+        "app_label": "ntd",
+        "url": "no-such-page/",
+        "key": "not-a-key",
+        "uidb36": "1",
+        "reference": "NO-SUCH-REFERENCE",
+    }
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(settings: Any) -> None:
+    """This walk signs nobody in with a password; the users it creates need no slow hash."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_files(settings: Any) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    store = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    for key in store.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*"):
+        store.delete(key)
+
+
+def test_every_url_for_every_role(client_for_role: Callable[[str], Client], url_values: dict[str, str]) -> None:
+    clients = {role: client_for_role(role) for role in ROLES}
+    missing, wrong, walked = [], [], set()
+    for route, pattern in walk():
+        walked.add(route)
+        url = fill(route, url_values)
+        assert resolve(url).func is pattern.callback, f"{url} does not reach {route}"
+        try:
+            row = expected(route)
+        except KeyError:
+            missing.append(route)
+            continue
+        for role in ROLES:
+            want = "→" + url + "change/" if row[role] == CHANGE_PAGE else row[role]
+            got = outcome(clients[role], url)
+            if got != want:
+                wrong.append(f"{role:16} GET {url:60} expected {want!s:>8}, got {got}")
+
+    assert not missing, "every endpoint has an explicit permission; add these to the table:\n" + "\n".join(missing)
+    assert not wrong, "\n".join(wrong)
+    assert table_rows() <= walked, f"rows for URLs that no longer exist: {sorted(table_rows() - walked)}"
+
+
+# --- writes by the wrong role ---------------------------------------------------------------------
+def _counts() -> dict[str, int]:
+    return {"users": User.objects.count(), "partners": Partner.objects.count(),
+            "groups": Group.objects.count(), "factors": Authenticator.objects.count()}
+
+
+@pytest.mark.parametrize(("role", "path", "refused"), [
+    (ANALYST, "/admin/ntd/user/add/", 403),
+    (AUDITOR, "/admin/takedown/partner/add/", 403),
+    (SUPERVISOR, "/admin/ntd/user/{user}/change/", 403),
+    (WELFARE_OFFICER, "/admin/auth/group/{group}/delete/", 403),
+    (ADMIN, "/admin/ntd/user/{user}/delete/", 403),  # the admin role adds and changes users, never deletes
+    (ADMIN, "/admin/auth/group/{group}/change/", 403),  # roles are code (ntd.roles), read-only here
+    (ADMIN, "/admin/mfa/authenticator/{totp}/delete/", 403),
+    (ANONYMOUS, "/admin/ntd/user/add/", LOGIN),
+    (PARTNER, "/admin/takedown/partner/add/", LOGIN),
+    (PARTNER, "/api/v1/partner/whoami/", 405),
+    (ANALYST, "/api/v1/reports/", 403),  # a session is not a partner key
+    (ANONYMOUS, "/audit/", LOGIN),
+    (AUDITOR, "/audit/", 405),
+])
+def test_wrong_role_cannot_change_state(client_for_role: Callable[[str], Client], url_values: dict[str, str],
+                                        role: str, path: str, refused: Outcome) -> None:
+    subject = User.objects.get(username="subject")
+    ids = {"user": subject.pk, "group": Group.objects.get(name=ANALYST).pk,
+           "totp": Authenticator.objects.get(user=subject).pk}
+    client = client_for_role(role)
+    before = _counts()
+    data = {"username": "intruder", "password1": "x" * 20, "password2": "x" * 20, "name": "Rogue hotline",
+            "kind": "hotline", "country": "NL", "post": "yes", "urls": ["https://example.org/"]}
+
+    response = client.post(path.format(**ids), data)
+
+    got: Outcome = response.status_code
+    if response.status_code == 302:
+        location = response["Location"].split("?")[0]
+        got = LOGIN if location == "/accounts/login/" else response.status_code
+        if location == "/admin/login/":
+            got = outcome(client, response["Location"])
+    assert got == refused
+    assert _counts() == before
+    subject.refresh_from_db()
+    assert subject.username == "subject" and subject.is_active
+
+
+# --- the partner key --------------------------------------------------------------------------------
+@pytest.mark.parametrize("spoil", [None, "revoked", "expired", "partner_inactive", "wrong_secret", "bearer"])
+def test_partner_key_opens_the_partner_api_only_while_valid(partner_key: tuple[Partner, str], spoil: str | None):
+    partner, key = partner_key
+    api_key = PartnerAPIKey.objects.get(partner=partner)
+    headers = {"X-Api-Key": key}
+    if spoil == "revoked":
+        PartnerAPIKey.objects.filter(pk=api_key.pk).update(revoked=True)
+    elif spoil == "expired":
+        PartnerAPIKey.objects.filter(pk=api_key.pk).update(expiry_date=timezone.now() - dt.timedelta(seconds=1))
+    elif spoil == "partner_inactive":
+        Partner.objects.filter(pk=partner.pk).update(is_active=False)
+    elif spoil == "wrong_secret":
+        headers = {"X-Api-Key": key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")}
+    elif spoil == "bearer":
+        headers = {"Authorization": f"Api-Key {key}"}  # the header ntd reads is X-Api-Key, nothing else
+
+    response = Client(headers=headers).get("/api/v1/partner/whoami/")
+
+    if spoil is None:
+        assert response.status_code == 200
+        assert response.json() == {"partner": partner.name, "kind": "hotline", "country": "NL"}
+    else:
+        assert response.status_code == 403

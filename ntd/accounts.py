@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from allauth.account import app_settings as account_settings
@@ -19,6 +20,8 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
+from evidence.crypto import open_sealed, seal
+from evidence.keys import keyring_from_settings
 from ntd import audit
 
 LOGIN_AT_SESSION_KEY = "ntd_login_at"
@@ -63,6 +66,21 @@ class StaffAccountAdapter(DefaultAccountAdapter):
 
 
 class StaffMFAAdapter(DefaultMFAAdapter):
+    """TOTP secrets and recovery-code seeds are stored sealed with the deployment's keys (evidence/crypto)."""
+
+    _SEALED = "sealed:v1:"
+    _AAD = b"allauth.mfa.authenticator:secret"
+
+    def encrypt(self, text: str) -> str:
+        blob = seal(text.encode(), aad=self._AAD, keyring=keyring_from_settings())
+        return self._SEALED + base64.urlsafe_b64encode(blob).decode("ascii")
+
+    def decrypt(self, encrypted_text: str) -> str:
+        if not encrypted_text.startswith(self._SEALED):
+            return encrypted_text  # written before secrets were sealed
+        blob = base64.urlsafe_b64decode(encrypted_text.removeprefix(self._SEALED))
+        return open_sealed(blob, aad=self._AAD, keyring=keyring_from_settings()).decode()
+
     def can_delete_authenticator(self, authenticator: Authenticator) -> bool:
         # The TOTP factor is mandatory; an admin resets it, the user cannot switch it off.
         return authenticator.type != Authenticator.Type.TOTP

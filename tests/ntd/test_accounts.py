@@ -423,3 +423,15 @@ class TestSecurityHeaders:
         response = sign_in(client, make_staff("analyst"))
         cookie = response.cookies[settings.SESSION_COOKIE_NAME]
         assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Lax"
+
+
+@pytest.mark.django_db
+def test_totp_secrets_are_stored_sealed_not_in_clear(make_staff):
+    from allauth.mfa.models import Authenticator
+
+    from ntd.demo import totp_secret_of
+
+    staff = make_staff("analyst")
+    stored = Authenticator.objects.get(user=staff.user, type=Authenticator.Type.TOTP).data["secret"]
+    assert staff.totp_secret not in stored and stored.startswith("sealed:v1:")
+    assert totp_secret_of(staff.user) == staff.totp_secret

@@ -6,6 +6,9 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,12 +28,33 @@ def _report_out(filed: services.Filed) -> dict[str, Any]:
         "received_at": filed.report.received_at,
         "created": filed.created,
         "urls": [{"position": o.position, "url": o.as_reported, "case": o.case_reference,
-                  "outcome": "new" if o.opened else "joined"} for o in filed.outcomes],
+                  "outcome": "duplicate" if o.duplicate else "new" if o.opened else "joined"} for o in filed.outcomes],
     }
+
+
+class PartnerJSONParser(JSONParser):
+    """DRF's JSON parser, except that a body nested deeper than Python's parser goes ("[[[[…") is a 400:
+    json.load raises RecursionError, which DRF does not catch (it would be a 500)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the body is nested too deeply.") from None
+
+
+class ASCIIJSONRenderer(JSONRenderer):
+    """JSON with every non-ASCII character escaped. An error message may quote the input ('"\\ud800" is not a
+    valid choice.'), and JSON can carry a lone surrogate that UTF-8 cannot encode: escaped, it is a 400, not
+    a 500."""
+
+    ensure_ascii = True
 
 
 class PartnerReportsView(APIView):
     permission_classes = [HasPartnerAPIKey]
+    parser_classes = [PartnerJSONParser]
+    renderer_classes = [ASCIIJSONRenderer]
 
     @extend_schema(request=PartnerReportIn, responses={
         201: PartnerReportOut, 200: OpenApiResponse(PartnerReportOut, description="A retry: already filed."),

@@ -16,13 +16,16 @@ class CaseOutcome:
     case_id: int
     case_reference: str
     opened: bool  # True: this report opened the case; False: it joined an open one
+    duplicate: bool = False  # the report named this URL before, in another spelling or the same
 
 
 def report_outcomes(report: Report) -> list[CaseOutcome]:
-    return [
-        CaseOutcome(ru.position, ru.as_reported, ru.case_id, ru.case.reference, ru.opened_case)
-        for ru in report.urls.select_related("case").order_by("position")
-    ]
+    outcomes, seen = [], set()
+    for ru in report.urls.select_related("case").order_by("position"):
+        outcomes.append(CaseOutcome(ru.position, ru.as_reported, ru.case_id, ru.case.reference, ru.opened_case,
+                                    duplicate=ru.case_id in seen))
+        seen.add(ru.case_id)
+    return outcomes
 
 ACTION_TAKEN = {
     Case.Status.CONFIRMED, Case.Status.ACTIONING, Case.Status.AWAITING_AUTHORISATION, Case.Status.AWAITING_REMOVAL,

@@ -38,7 +38,10 @@ class URLOutcomeOut(serializers.Serializer):
     position = serializers.IntegerField()
     url = serializers.CharField(help_text="The URL as you sent it.")
     case = serializers.CharField(help_text="The case reference.")
-    outcome = serializers.ChoiceField(choices=["new", "joined"])
+    outcome = serializers.ChoiceField(
+        choices=["new", "joined", "duplicate"],
+        help_text="new: this report opened the case; joined: the case was open already; duplicate: an earlier "
+                  "position of this report named the same URL.")
 
 
 class PartnerReportOut(serializers.Serializer):

@@ -177,21 +177,24 @@ def _file_urls(report: Report, urls: Sequence[ReportedURL], priority: int, child
     cases = _upsert_cases([item.url for _, item in distinct.values()], priority, child_at_risk, timezone.now())
 
     outcomes, entries, rows = [], [], []
-    for position, item in sorted(distinct.values(), key=lambda pair: pair[0]):
+    for position, item in enumerate(urls):
         case_id, reference, opened, known = cases[item.url.key]
-        outcome = CaseOutcome(position, item.as_reported[:2048], case_id, reference, opened)
+        first = distinct[item.url.key][0] == position
+        outcome = CaseOutcome(position, item.as_reported[:2048], case_id, reference, opened and first,
+                              duplicate=not first)
         outcomes.append(outcome)
-        rows.append((report.pk, case_id, position, outcome.as_reported, opened))
-        entries.append(audit.Entry(
-            actor, audit.Action.CASE_CREATED if opened else audit.Action.CASE_REPORT_JOINED,
-            target=("reports.case", case_id), case_id=case_id,
-            data={"case": reference, "report": report.reference, "known_url": known},
-        ))
+        rows.append((report.pk, case_id, position, outcome.as_reported, outcome.opened))
+        if first:
+            entries.append(audit.Entry(
+                actor, audit.Action.CASE_CREATED if opened else audit.Action.CASE_REPORT_JOINED,
+                target=("reports.case", case_id), case_id=case_id,
+                data={"case": reference, "report": report.reference, "known_url": known},
+            ))
     insert_rows(ReportURL._meta.db_table, ("report_id", "case_id", "position", "as_reported", "opened_case"), rows)
     entries.insert(0, audit.Entry(
         actor, audit.Action.REPORT_RECEIVED, target=report,
         data={"reference": report.reference, "channel": report.channel, "source": report.source_kind,
-              "urls": len(urls), "cases": len(outcomes), "child_at_risk": child_at_risk},
+              "urls": len(urls), "cases": len(distinct), "child_at_risk": child_at_risk},
     ))
     audit.record_many(entries)
     return outcomes

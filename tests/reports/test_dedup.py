@@ -155,11 +155,13 @@ class TestWithinOneReport:
     def test_the_same_url_twice_in_one_report_makes_one_case_counted_once(self):
         filed = file_public("https://example.com/a", "https://example.com/b", "HTTPS://example.com:443/a#again")
 
-        assert [(o.position, o.as_reported, o.opened) for o in filed.outcomes] == [
-            (0, "https://example.com/a", True), (1, "https://example.com/b", True)]
+        assert [(o.position, o.as_reported, o.opened, o.duplicate) for o in filed.outcomes] == [
+            (0, "https://example.com/a", True, False), (1, "https://example.com/b", True, False),
+            (2, "HTTPS://example.com:443/a#again", False, True)]
+        assert filed.outcomes[2].case_id == filed.outcomes[0].case_id
         assert dict(Case.objects.values_list("url", "report_count")) == {
             "https://example.com/a": 1, "https://example.com/b": 1}
-        assert ReportURL.objects.count() == 2
+        assert ReportURL.objects.count() == 3  # every position is kept, so the partner can match each one
         assert filed.report.url_count == 3
         assert AuditEvent.objects.filter(action="case.created").count() == 2
 
@@ -185,7 +187,8 @@ class TestWithinOneReport:
         filed = file_public("http://Bücher.example", "HTTP://xn--bcher-kva.example/", "bücher.example:80",
                             "http://bücher.example/?#")
 
-        assert [(o.position, o.opened) for o in filed.outcomes] == [(0, True)]
+        assert [(o.position, o.opened, o.duplicate) for o in filed.outcomes] == [
+            (0, True, False), (1, False, True), (2, False, True), (3, False, True)]
         assert Case.objects.get().url == "http://xn--bcher-kva.example/"
 
     def test_look_alikes_are_separate_cases(self):

@@ -393,3 +393,16 @@ class TestSchemaAndDocs:
             assert staff.get(asset).status_code == 200, asset
         script = staff.get(next(a for a in assets if "script=" in a)).content.decode()
         assert not re.search(r"https?://", script)
+
+
+@pytest.mark.django_db
+def test_a_url_repeated_in_a_batch_is_answered_at_every_position(client, partner_key):
+    _, key = partner_key
+    body = {"partner_reference": "dup-1", "urls": ["https://dup.example/a", "https://dup.example/b",
+                                                   "HTTPS://DUP.example/a#x"]}
+    first = client.post("/api/v1/reports/", body, content_type="application/json", HTTP_X_API_KEY=key).json()
+    again = client.post("/api/v1/reports/", body, content_type="application/json", HTTP_X_API_KEY=key).json()
+
+    assert [u["outcome"] for u in first["urls"]] == ["new", "new", "duplicate"]
+    assert first["urls"][2]["case"] == first["urls"][0]["case"]
+    assert again["urls"] == first["urls"] and again["created"] is False

@@ -190,11 +190,22 @@ def _check_case_id(case_id: Any) -> None:
         raise TypeError(f"audit case_id is an int or None, not {case_id!r}")
 
 
-def _lock_chain() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+def _lock_chain_and_read_head() -> tuple[int, str]:
+    """Take the chain's lock, then read the head: concurrent writers queue here and cannot fork the chain.
+
+    On PostgreSQL the lock is a transaction-level advisory lock. The head is read by a second statement, whose
+    snapshot is taken after the lock is held (READ COMMITTED); both go in one round trip (pipeline mode).
+    SQLite (`make run`) takes its single write lock at BEGIN IMMEDIATE: writers are already serial there.
+    """
+    if connection.vendor != "postgresql":
+        return head()
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        with cursor.cursor.connection.pipeline():
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
-    # SQLite (`make run`) takes its single write lock at BEGIN IMMEDIATE: writers are already serial.
+            cursor.execute(f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1")  # noqa: S608
+        last = cursor.fetchone()
+    return (last[0], last[1]) if last else (0, GENESIS_HASH)
 
 
 def head() -> tuple[int, str]:
@@ -253,8 +264,7 @@ def _append(entries: list[Entry], caller: str) -> list[tuple[Any, ...]]:
     if not prepared:
         return []
 
-    _lock_chain()
-    seq, prev_hash = head()
+    seq, prev_hash = _lock_chain_and_read_head()
     now = dt.datetime.now(dt.UTC)
     rows, db_rows = [], []
     checkpoint: tuple[int, str] | None = None

@@ -101,3 +101,8 @@ class TestPublicForm:
         assert response.status_code == 400
         assert "expired" in response.content.decode()
         assert not Report.objects.exists()
+
+
+def test_the_landing_page_leads_the_public_to_the_form(client):
+    page = client.get("/").content.decode()
+    assert 'href="/report/"' in page and 'href="/report/status/"' in page

@@ -32,7 +32,7 @@ class HasPartnerAPIKey(BaseHasAPIKey):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         key = self.get_key(request)
-        if not key:
+        if not key or "\x00" in key:  # PostgreSQL text cannot hold NUL: such a key is simply wrong
             return False
         try:
             # a manager method (a queryset has none): unrevoked keys only, and the hash must match

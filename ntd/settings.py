@@ -322,6 +322,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # \u-escape non-ASCII: an error that quotes a refused value back cannot fail to encode (a lone surrogate).
+    "UNICODE_JSON": False,
 }
 API_KEY_CUSTOM_HEADER = "HTTP_X_API_KEY"
 SPECTACULAR_SETTINGS = {

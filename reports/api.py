@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -36,7 +37,8 @@ class PartnerJSONParser(JSONParser):
     """DRF's JSON parser, except that a body nested deeper than Python's parser goes ("[[[[…") is a 400:
     json.load raises RecursionError, which DRF does not catch (it would be a 500)."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None,
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core import signing
@@ -33,6 +35,20 @@ def _refused(request: HttpRequest, message: str, status: int) -> HttpResponse:
     return render(request, "reports/refused.html", {"message": message}, status=status)
 
 
+def _declared_length(request: HttpRequest) -> int | None:
+    """The Content-Length the client declared, or None when it is not a number (Django reads no body then)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+
+
+def _utf8(request: HttpRequest) -> bool:
+    """Browsers post the form in the page's encoding, UTF-8. Django's multipart parser decodes with any codec
+    the client names, and a codec that is not a text encoding (charset=base64) makes it raise, not refuse."""
+    return request.encoding is None or codecs.lookup(request.encoding).name == "utf-8"
+
+
 @login_not_required
 @require_http_methods(["GET", "POST"])
 def report(request: HttpRequest) -> HttpResponse:
@@ -45,9 +61,11 @@ def report(request: HttpRequest) -> HttpResponse:
 
     # Refuse what ntd never takes: bodies larger than a report can be, other formats, and any file (Django
     # stops parsing at the first file, DATA_UPLOAD_MAX_NUMBER_FILES = 0; the page says why).
-    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    length = _declared_length(request)
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data") \
+            or not _utf8(request) or length is None:
         return _refused(request, _("This form takes web addresses typed as text only."), 400)
-    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.INTAKE_FORM_MAX_BYTES:
+    if length > settings.INTAKE_FORM_MAX_BYTES:
         return _refused(request, _("The report is too large. Send at most 20 web addresses and a short "
                                    "description."), 413)
     try:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pgtrigger
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -85,15 +84,4 @@ def _empty_cache() -> None:
     store = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
     for key in store.scan_iter(f"{django_settings.CACHES['default']['KEY_PREFIX']}:*"):
         store.delete(key)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _flush_may_truncate_the_audit_log() -> Iterator[None]:
-    """After each journey pytest-django empties every table with TRUNCATE, which the audit log refuses.
-
-    Only in this thread and only for these modules: the live server's own thread keeps the protection.
-    Module scope, so that it spans the flush that follows each test's own teardown.
-    """
-    with pgtrigger.ignore("ntd.AuditEvent:no_truncate"):
-        yield
 

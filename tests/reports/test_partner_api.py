@@ -406,3 +406,10 @@ def test_a_url_repeated_in_a_batch_is_answered_at_every_position(client, partner
     assert [u["outcome"] for u in first["urls"]] == ["new", "new", "duplicate"]
     assert first["urls"][2]["case"] == first["urls"][0]["case"]
     assert again["urls"] == first["urls"] and again["created"] is False
+
+
+@pytest.mark.django_db
+def test_a_key_with_a_nul_byte_is_refused_not_a_server_error(client, partner_key):
+    _, key = partner_key
+    response = client.get("/api/v1/reports/R-0000-0000", HTTP_X_API_KEY=key[:4] + "\x00" + key[4:])
+    assert response.status_code == 403

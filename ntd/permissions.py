@@ -43,3 +43,10 @@ class HasPartnerAPIKey(BaseHasAPIKey):
             return False
         request.partner = api_key.partner
         return True
+
+
+class IsStaffOrPartner(BasePermission):
+    """The API's own description: signed-in staff, or a partner with a valid key."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return IsStaff().has_permission(request, view) or HasPartnerAPIKey().has_permission(request, view)

@@ -330,7 +330,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "ntd partner API",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["ntd.permissions.IsStaff"],
+    "SERVE_PERMISSIONS": ["ntd.permissions.IsStaffOrPartner"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

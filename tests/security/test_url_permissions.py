@@ -66,9 +66,9 @@ ROUTES: dict[str, dict[str, Outcome]] = {
     "api/v1/partner/whoami/": expect(403, staff=403, partner=200),
     "api/v1/reports/": expect(403, staff=403, partner=405),  # the key gets in; filing takes a POST
     "api/v1/reports/<str:reference>": expect(403, staff=403, partner=404),  # not one of this partner's
-    # The API's description: signed-in staff only.
-    "api/schema/": expect(403, staff=200),
-    "api/docs/": expect(403, staff=200),
+    # The API's description: signed-in staff and partners (with their key).
+    "api/schema/": expect(403, staff=200, partner=200),
+    "api/docs/": expect(403, staff=200, partner=200),
 }
 
 # --- allauth: /accounts/… -------------------------------------------------------------------------

@@ -37,6 +37,16 @@ def pytest_runtest_teardown(item: Any, nextitem: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _own_cache_keys(settings: Any) -> None:
+    """Each test gets a key space of its own in Redis: lockout counters, rate limits and used codes of other
+    tests (and other xdist workers) never reach it, and nothing needs deleting afterwards."""
+    import uuid
+
+    settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"],
+                                                      "KEY_PREFIX": f"t-{WORKER}-{uuid.uuid4().hex[:12]}"}}
+
+
+@pytest.fixture(autouse=True)
 def _checkpoint_file(settings: Any, tmp_path: Any) -> None:
     """Each test writes audit checkpoints to its own file, outside the database."""
     settings.AUDIT_CHECKPOINT_PATH = tmp_path / "audit-checkpoints.jsonl"

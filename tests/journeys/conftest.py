@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM, called by the tests and fixtures
@@ -76,12 +74,3 @@ def _live_server_pages(settings: Any) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache() -> None:
-    """Lockout counters, rate limits and used codes of earlier tests live on in Redis: this worker's only."""
-    store = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
-    for key in store.scan_iter(f"{django_settings.CACHES['default']['KEY_PREFIX']}:*"):
-        store.delete(key)
-

@@ -43,24 +43,6 @@ def _cheap_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = [f"{__name__}.CheapArgon2PasswordHasher", *settings.PASSWORD_HASHERS[1:]]
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_files(settings: Any) -> None:
-    """Pages render without `collectstatic` (the manifest storage needs its manifest)."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache() -> None:
-    """Lockout counters, rate limits and used codes outlive a test in Redis; start each test without them.
-
-    Only this worker's keys: `cache.clear()` would flush the database under the other xdist workers.
-    """
-    store = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
-    for key in store.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*"):
-        store.delete(key)
 
 
 def fresh_code(secret: str) -> str:

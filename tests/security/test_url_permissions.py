@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from django.conf import settings
@@ -291,19 +290,6 @@ def _fast_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_files(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache() -> None:
-    store = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
-    for key in store.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*"):
-        store.delete(key)
 
 
 def test_every_url_for_every_role(client_for_role: Callable[[str], Client], url_values: dict[str, str]) -> None:

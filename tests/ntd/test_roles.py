@@ -35,3 +35,16 @@ class TestRoles:
     def test_unknown_role_is_refused(self, make_staff):
         with pytest.raises(ValueError, match="unknown role"):
             roles.assign_role(make_staff().user, "overlord")
+
+
+@pytest.mark.django_db
+def test_navigation_shows_each_role_only_what_it_may_use(make_staff):
+    from ntd.navigation import navigation_for
+
+    def labels(user):
+        return [item.label for item in navigation_for(user)]
+
+    assert labels(make_staff().user) == ["Home"]  # no role yet: nothing it would be refused
+    assert labels(make_staff(roles.ANALYST).user) == ["Home", "API documentation"]
+    assert labels(make_staff(roles.AUDITOR).user) == ["Home", "Audit log", "API documentation"]
+    assert labels(make_staff(roles.ADMIN).user) == ["Home", "API documentation", "Administration"]

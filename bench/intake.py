@@ -61,6 +61,7 @@ TEST_ENV = {
     "ALTCHA_HMAC_KEY": "test-only-altcha-key",
     "NTD_ENCRYPTION_KEYS": "test:dGVzdC1vbmx5LWtleS1ub3QtZm9yLXByb2R1Y3Rpb24",
     "ALLOWED_HOSTS": "localhost,127.0.0.1,testserver",
+    "NTD_PUBLIC_URL": "http://testserver",
     "SECURE_SSL_REDIRECT": "0",
     "LOG_JSON": "1",
 }

@@ -37,7 +37,10 @@ if not DEBUG and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
 NTD_DEPLOYMENT_NAME = env.str("NTD_DEPLOYMENT_NAME", "ntd")
-NTD_PUBLIC_URL = env.str("NTD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Links in e-mails to reporters and partners point here: production must say where that is.
+NTD_PUBLIC_URL = _required("NTD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+if not NTD_PUBLIC_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("NTD_PUBLIC_URL must be an http(s):// address, e.g. https://ntd.example.org")
 NTD_EMERGENCY_NUMBER = env.str("NTD_EMERGENCY_NUMBER", "112")
 
 INSTALLED_APPS = [

@@ -75,6 +75,8 @@ def secret_for(name: str) -> str:
         return format_key(generate_key("ops-test"))
     if name == "ALLOWED_HOSTS":
         return PUBLIC_HOST
+    if name == "NTD_PUBLIC_URL":
+        return f"https://{PUBLIC_HOST}"
     return secrets.token_urlsafe(48)  # 64 characters, as check --deploy wants of SECRET_KEY
 
 

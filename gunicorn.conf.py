@@ -9,6 +9,8 @@ import os
 
 from environs import Env
 
+from ntd.logging import logging_config
+
 env = Env()
 
 # Listen on every interface inside a container; BIND_HOST=127.0.0.1 behind a reverse proxy on the same host.
@@ -34,25 +36,7 @@ access_log_format = '"%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 _log_json = env.bool("LOG_JSON", not env.bool("DEBUG", False))
 _log_level = env.str("LOG_LEVEL", "INFO")
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"scrub": {"()": "ntd.logging.ScrubFilter"}},
-    "formatters": {
-        "json": {"()": "ntd.logging.json_formatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "filters": ["scrub"],
-            "formatter": "json" if _log_json else "plain",
-        },
-    },
-    "root": {"handlers": ["stdout"], "level": _log_level},
-    "loggers": {
-        "gunicorn.error": {"handlers": ["stdout"], "level": _log_level, "propagate": False},
-        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
-    },
-}
+logconfig_dict = logging_config(json=_log_json, level=_log_level, stream="ext://sys.stdout", loggers={
+    "gunicorn.error": _log_level,
+    "gunicorn.access": "INFO",
+})

@@ -104,3 +104,25 @@ def configure_structlog() -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def logging_config(*, json: bool, level: str, loggers: dict[str, str], stream: str | None = None) -> dict[str, Any]:
+    """The one logging setup of ntd's processes (Django, Celery, gunicorn): every line through ScrubFilter,
+    JSON or plain. `loggers` names loggers that must not propagate, with their levels."""
+    handler: dict[str, Any] = {"class": "logging.StreamHandler", "filters": ["scrub"],
+                               "formatter": "json" if json else "plain"}
+    if stream:
+        handler["stream"] = stream
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"scrub": {"()": "ntd.logging.ScrubFilter"}},
+        "formatters": {
+            "json": {"()": "ntd.logging.json_formatter"},
+            "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        },
+        "handlers": {"console": handler},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {name: {"handlers": ["console"], "level": lvl, "propagate": False}
+                    for name, lvl in loggers.items()},
+    }

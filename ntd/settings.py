@@ -12,6 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from environs import Env
 
+from ntd.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = Env()
@@ -385,27 +387,10 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", DEBUG)
 # --- Logging: JSON in production; never a client address, user agent, request body or contact -----
 LOG_JSON = env.bool("LOG_JSON", not DEBUG)
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"scrub": {"()": "ntd.logging.ScrubFilter"}},
-    "formatters": {
-        "json": {"()": "ntd.logging.json_formatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "filters": ["scrub"],
-            "formatter": "json" if LOG_JSON else "plain",
-        },
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-        # Celery gives task loggers a handler of its own unless they already have one.
-        "celery.task": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-    },
-}
+LOGGING = logging_config(json=LOG_JSON, level=LOG_LEVEL, loggers={
+    "django": LOG_LEVEL,
+    "django.server": "WARNING",
+    "axes": "WARNING",
+    # Celery gives task loggers a handler of its own unless they already have one.
+    "celery.task": LOG_LEVEL,
+})

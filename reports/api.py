@@ -15,14 +15,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ntd.permissions import HasPartnerAPIKey
-from reports import selectors, services
+from reports import intake, selectors
 from reports.models import Report
 from reports.normalise import InvalidURL, normalise
 from reports.references import clean_reference
 from reports.serializers import PartnerReportIn, PartnerReportOut, ValidationErrorOut
 
 
-def _report_out(filed: services.Filed) -> dict[str, Any]:
+def _report_out(filed: intake.Filed) -> dict[str, Any]:
     return {
         "reference": filed.report.reference,
         "partner_reference": filed.report.partner_reference,
@@ -70,25 +70,25 @@ class PartnerReportsView(APIView):
         reported, errors = [], []
         for position, raw in enumerate(data["urls"]):
             try:
-                reported.append(services.ReportedURL(raw, normalise(raw)))
+                reported.append(intake.ReportedURL(raw, normalise(raw)))
             except InvalidURL as exc:
                 errors.append({"position": position, "code": exc.code, "message": exc.reason})
         if errors:
             return Response({"detail": f"{len(errors)} of {len(data['urls'])} URLs are not valid; nothing was filed.",
                              "errors": errors}, status=400)
-        details = services.ReportDetails(
+        details = intake.ReportDetails(
             material_kind=data["material_kind"], encountered_via=data["encountered_via"],
             encountered_at=data["encountered_at"], description=data["description"],
             child_at_risk=data["child_at_risk"],
             content_hashes=[{"type": h["type"], "value": h["value"]} for h in data["content_hashes"]],
         )
         try:
-            filed = services.file_partner_report(
+            filed = intake.file_partner_report(
                 partner=request.partner, urls=reported, details=details, channel=Report.Channel.API,  # type: ignore[attr-defined]
                 partner_reference=data["partner_reference"],
-                request_digest=services.partner_request_digest(request.data),
+                request_digest=intake.partner_request_digest(request.data),
             )
-        except services.ReferenceConflict:
+        except intake.ReferenceConflict:
             return Response({"detail": "This partner_reference was already used for a different report."},
                             status=status.HTTP_409_CONFLICT)
         return Response(_report_out(filed), status=201 if filed.created else 200)
@@ -102,4 +102,4 @@ class PartnerReportDetailView(APIView):
         report = Report.objects.filter(reference=clean_reference(reference), partner=request.partner).first()  # type: ignore[attr-defined]
         if report is None:
             return Response({"detail": "No such report."}, status=404)
-        return Response(_report_out(services.Filed(report, selectors.report_outcomes(report), created=False)))
+        return Response(_report_out(intake.Filed(report, selectors.report_outcomes(report), created=False)))

@@ -19,7 +19,7 @@ and either files a report or raises `Refused`, having written nothing but a refu
    plain part), with `normalise.extract_urls`, defanged ``hxxp`` and ``[.]`` spellings included. Every other
    part (attachments, images, forwarded messages) is skipped unread and the report says "attachment refused".
    At most `MAX_URLS` URLs; a candidate that does not normalise is dropped.
-5. Filing: `services.file_partner_report` with the Message-ID as the partner's reference, so a re-delivered
+5. Filing: `intake.file_partner_report` with the Message-ID as the partner's reference, so a re-delivered
    message files nothing new; the same Message-ID with other URLs is refused.
 
 The message body is never logged or stored: only the URLs found in it are.
@@ -46,7 +46,7 @@ from django.core.cache import cache
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from reports import services
+from reports import intake
 from reports.models import Report
 from reports.normalise import InvalidURL, extract_urls, normalise
 from reports.serializers import MAX_BATCH
@@ -103,7 +103,7 @@ class Sender:
     domain: str
 
 
-def ingest(raw: bytes, *, dnsfunc: DnsFunc | None = None) -> services.Filed:
+def ingest(raw: bytes, *, dnsfunc: DnsFunc | None = None) -> intake.Filed:
     """File the report in `raw`, or raise `Refused` (counted) or `TemporaryFailure` (not counted)."""
     try:
         return _ingest(raw, dnsfunc or dns_txt)
@@ -117,7 +117,7 @@ def dns_txt(name: bytes, timeout: int = 5) -> bytes | None:
     return dkim.dnsplug.get_txt(name, timeout=timeout)
 
 
-def _ingest(raw: bytes, dnsfunc: DnsFunc) -> services.Filed:
+def _ingest(raw: bytes, dnsfunc: DnsFunc) -> intake.Filed:
     limit = settings.EMAIL_INTAKE_MAX_BYTES
     if len(raw) > limit:
         raise Refused(Reason.TOO_BIG, f"the message is larger than {limit:,} bytes")
@@ -140,7 +140,7 @@ def _ingest(raw: bytes, dnsfunc: DnsFunc) -> services.Filed:
     reported = []
     for candidate in extract_urls(text):
         try:
-            reported.append(services.ReportedURL(candidate, normalise(candidate)))
+            reported.append(intake.ReportedURL(candidate, normalise(candidate)))
         except InvalidURL:
             continue
     if not reported:
@@ -149,13 +149,13 @@ def _ingest(raw: bytes, dnsfunc: DnsFunc) -> services.Filed:
         raise Refused(Reason.TOO_BIG, f"more than {MAX_URLS:,} URLs; send them in several messages or by the API")
 
     try:
-        return services.file_partner_report(
+        return intake.file_partner_report(
             partner=partner, urls=reported, channel=Report.Channel.EMAIL,
-            details=services.ReportDetails(attachment_refused=attachment_refused),
+            details=intake.ReportDetails(attachment_refused=attachment_refused),
             partner_reference=message_reference(message, raw),
             request_digest=hashlib.sha256("\n".join(sorted(r.url.key for r in reported)).encode()).hexdigest(),
         )
-    except services.ReferenceConflict:
+    except intake.ReferenceConflict:
         raise Refused(Reason.MESSAGE_ID_REUSED, "this Message-ID was filed before with other URLs") from None
 
 

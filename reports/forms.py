@@ -6,9 +6,9 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from reports.intake import ReportDetails, ReportedURL
 from reports.models import EncounteredVia, MaterialKind
 from reports.normalise import MAX_URL_LENGTH, InvalidURL, normalise
-from reports.services import ReportDetails, ReportedURL
 
 MAX_URLS = 20
 MAX_DESCRIPTION = 2000

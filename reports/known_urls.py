@@ -1,5 +1,5 @@
 """The list of known URLs: URLs already confirmed elsewhere (a partner hotline's list). A report of one of them
-gets top priority and the case is flagged (`services._file_urls` looks them up by `url_key`).
+gets top priority and the case is flagged (`intake._file_urls` looks them up by `url_key`).
 
 `import_known_urls()` takes a CSV (first column the URL, an optional header row naming it "url") and upserts
 it set-wise on `url_key`, so a re-import changes nothing and two spellings of one URL are one entry. An entry

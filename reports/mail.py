@@ -8,7 +8,7 @@ from django.template.loader import render_to_string
 
 from evidence.crypto import open_sealed
 from evidence.keys import keyring_from_settings
-from reports import services
+from reports import intake
 from reports.models import Report
 
 
@@ -16,7 +16,7 @@ def send_acknowledgement(report_id: int, status_code: str) -> bool:
     report = Report.objects.filter(pk=report_id, acknowledged_at__isnull=True).first()
     if report is None or report.contact_sealed is None:
         return False
-    address = open_sealed(bytes(report.contact_sealed), aad=services.contact_aad(report.reference),
+    address = open_sealed(bytes(report.contact_sealed), aad=intake.contact_aad(report.reference),
                           keyring=keyring_from_settings()).decode()
     body = render_to_string("reports/acknowledgement.txt", {
         "reference": report.reference, "code": status_code, "status_url": settings.NTD_PUBLIC_URL + "/report/status/",
@@ -31,4 +31,4 @@ def send_acknowledgement(report_id: int, status_code: str) -> bool:
         headers={"Message-ID": f"<ack.{report.reference}@{domain}>", "Auto-Submitted": "auto-generated"},
     )
     message.send()
-    return services.mark_acknowledged(report.pk)
+    return intake.mark_acknowledged(report.pk)

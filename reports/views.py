@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from ntd import audit
-from reports import abuse, selectors, services
+from reports import abuse, intake, selectors
 from reports.forms import PublicReportForm, StatusForm
 
 RECEIPT_SALT = "ntd.reports.receipt"
@@ -102,7 +102,7 @@ def report(request: HttpRequest) -> HttpResponse:
         form.data = data
         return render(request, "reports/report.html", _form_context(form, challenge=True), status=400)
 
-    filed = services.file_public_report(
+    filed = intake.file_public_report(
         urls=form.cleaned_data["urls"], details=form.details(), contact_email=form.cleaned_data.get("email") or None,
     )
     token = signing.dumps({"r": filed.report.reference, "i": filed.status_secret is not None}, salt=RECEIPT_SALT)

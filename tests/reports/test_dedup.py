@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from ntd import audit
 from ntd.audit import AuditEvent
-from reports import services
+from reports import intake
 from reports.models import Case, Report, ReportURL
 from reports.normalise import normalise
 from takedown.models import Partner
@@ -36,15 +36,15 @@ SPELLINGS = [f"{_SCHEMES[i % 6]}{_HOSTS[i // 6 % 5]}{_PORTS[i % 3]}{_PATHS[i % 8
 OTHER_URLS = ["http://bücher.example/~abc", "https://bücher.example/~abc/", "http://bücher.example:8080/~abc/",
               "http://bücher.example/~ABC/", "http://bucher.example/~abc/"]
 
-DETAILS = services.ReportDetails(material_kind="images", encountered_via="website")
+DETAILS = intake.ReportDetails(material_kind="images", encountered_via="website")
 
 
-def reported(*urls: str) -> list[services.ReportedURL]:
-    return [services.ReportedURL(url, normalise(url)) for url in urls]
+def reported(*urls: str) -> list[intake.ReportedURL]:
+    return [intake.ReportedURL(url, normalise(url)) for url in urls]
 
 
-def file_public(*urls: str) -> services.Filed:
-    return services.file_public_report(urls=reported(*urls), details=DETAILS, contact_email=None)
+def file_public(*urls: str) -> intake.Filed:
+    return intake.file_public_report(urls=reported(*urls), details=DETAILS, contact_email=None)
 
 
 def run_at_once(jobs: Sequence[Callable[[], Any]]) -> list[Any]:
@@ -102,8 +102,8 @@ class TestConcurrentReports:
         orders = [random.Random(seed).sample(urls, len(urls)) for seed in range(6)]  # noqa: S311
         orders[1] = list(reversed(orders[0]))
 
-        def file(order: list[str]) -> services.Filed:
-            return services.file_partner_report(partner=partner, urls=reported(*order), details=DETAILS,
+        def file(order: list[str]) -> intake.Filed:
+            return intake.file_partner_report(partner=partner, urls=reported(*order), details=DETAILS,
                                                 channel=Report.Channel.API)
 
         filed = run_at_once([lambda order=order: file(order) for order in orders])

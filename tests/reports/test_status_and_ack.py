@@ -31,9 +31,9 @@ from evidence.keys import keyring_from_settings
 from ntd.audit import AuditEvent
 from ntd.celery import app as celery_app
 from reports import abuse
+from reports.intake import contact_aad
 from reports.models import Case, Report
 from reports.references import status_secret_digest
-from reports.services import contact_aad
 from reports.tasks import send_acknowledgement_task
 from tests.security.test_no_reporter_trace import database_text, redis_content
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from ntd import audit
 from ntd.bulk import COPY_FROM
-from reports import services
+from reports import intake
 from reports.models import Case, KnownURL, Priority, ReportURL
 from reports.normalise import normalise
 from takedown.models import Partner
@@ -17,8 +17,8 @@ from takedown.models import Partner
 pytestmark = pytest.mark.django_db
 
 
-def _urls(n: int, prefix: str = "https://batch.example/") -> list[services.ReportedURL]:
-    return [services.ReportedURL(f"{prefix}{i}", normalise(f"{prefix}{i}")) for i in range(n)]
+def _urls(n: int, prefix: str = "https://batch.example/") -> list[intake.ReportedURL]:
+    return [intake.ReportedURL(f"{prefix}{i}", normalise(f"{prefix}{i}")) for i in range(n)]
 
 
 @pytest.fixture
@@ -30,13 +30,13 @@ def partner() -> Partner:
 class TestBatch:
     def test_opens_joins_flags_known_and_links_reappearances(self, partner, size):
         urls = _urls(size)
-        services.file_public_report(urls=urls[:2], details=services.ReportDetails(), contact_email=None)
+        intake.file_public_report(urls=urls[:2], details=intake.ReportDetails(), contact_email=None)
         closed = Case.objects.get(url_key=urls[0].url.key)
         Case.objects.filter(pk=closed.pk).update(closed_at=timezone.now(), status=Case.Status.NOT_ILLEGAL)
         KnownURL.objects.create(url=urls[2].url.url, url_key=urls[2].url.key, registrable_domain="batch.example",
                                 source="test list")
 
-        filed = services.file_partner_report(partner=partner, urls=urls, details=services.ReportDetails(),
+        filed = intake.file_partner_report(partner=partner, urls=urls, details=intake.ReportDetails(),
                                              channel="api", partner_reference="batch-1")
 
         opened = {o.as_reported: o.opened for o in filed.outcomes}
@@ -54,13 +54,13 @@ class TestBatch:
 
 
 def test_a_reference_clash_is_filed_again_with_fresh_references(monkeypatch):
-    taken = services.file_public_report(urls=_urls(1), details=services.ReportDetails(),
+    taken = intake.file_public_report(urls=_urls(1), details=intake.ReportDetails(),
                                         contact_email=None).outcomes[0].case_reference
     fresh = (f"C-TEST-{i:04d}" for i in itertools.count())
     first = iter([taken])
-    monkeypatch.setattr(services, "new_case_reference", lambda: next(first, None) or next(fresh))
+    monkeypatch.setattr(intake, "new_case_reference", lambda: next(first, None) or next(fresh))
 
-    filed = services.file_public_report(urls=_urls(1, "https://other.example/"), details=services.ReportDetails(),
+    filed = intake.file_public_report(urls=_urls(1, "https://other.example/"), details=intake.ReportDetails(),
                                         contact_email=None)
 
     assert filed.outcomes[0].case_reference == "C-TEST-0000"

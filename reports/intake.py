@@ -1,4 +1,4 @@
-"""Intake: the only place reports and cases are written.
+"""Intake: the only place reports are written and cases opened or joined.
 
 Reports from every channel (public form, partner API, whitelisted e-mail) go through `_file_report()`,
 which turns normalised URLs into cases set-wise: one multi-row INSERT ... ON CONFLICT per chunk against

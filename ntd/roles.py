@@ -29,9 +29,13 @@ ROLE_LABELS = {
 }
 STAFF_ROLES = (ANALYST, SUPERVISOR, WELFARE_OFFICER, ADMIN, AUDITOR)
 
+_REVIEW = ["reports.view_case", "reports.work_case"]
+_SCHEME = [f"reports.{verb}_{model}" for model in ("queue", "verdict", "classificationoption", "policyclause",
+                                                    "verdictmapping") for verb in ("view", "add", "change")]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    ANALYST: [],
-    SUPERVISOR: [],
+    ANALYST: [*_REVIEW],
+    SUPERVISOR: [*_REVIEW, "reports.supervise_case", "reports.reveal_reporter_contact"],
     WELFARE_OFFICER: [],
     ADMIN: [
         "ntd.add_user", "ntd.change_user", "ntd.view_user",
@@ -39,6 +43,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "takedown.add_partner", "takedown.change_partner", "takedown.view_partner",
         "takedown.add_partnerapikey", "takedown.change_partnerapikey", "takedown.view_partnerapikey",
         "reports.view_knownurl", "reports.add_knownurl", "reports.change_knownurl",
+        *_SCHEME, "reports.delete_verdictmapping",
+        "takedown.view_hostingnetwork", "takedown.add_hostingnetwork", "takedown.change_hostingnetwork",
+        "takedown.delete_hostingnetwork",
     ],
     AUDITOR: [
         "ntd.view_auditevent", "ntd.verify_audit_log", "ntd.export_audit_log",

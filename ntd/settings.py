@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django_htmx",
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
@@ -89,6 +90,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "axes.middleware.AxesMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "ntd.urls"
@@ -173,7 +175,18 @@ CELERY_REDBEAT_REDIS_URL = REDIS_URL
 CELERY_REDBEAT_KEY_PREFIX = "ntd:redbeat:"
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "ntd.tasks.checkpoint_audit_log_task", "schedule": 300.0},
+    "expire-claims": {"task": "reports.tasks.expire_claims_task", "schedule": 60.0},
 }
+
+# --- Review ----------------------------------------------------------------------------------------
+# A claimed case goes back to the queue after this long without activity by its holder.
+CASE_CLAIM_IDLE_MINUTES = env.int("CASE_CLAIM_IDLE_MINUTES", 30)
+# The hosting trace: DNS (empty: the system's resolvers; host or host:port) and the network lookup
+# ("offline": iptocc + plevin-db-network shipped in PyPI packages; "rdap"; or "maxmind:/path/to/db.mmdb").
+DNS_NAMESERVERS = env.list("DNS_NAMESERVERS", [])
+DNS_TIMEOUT = env.float("DNS_TIMEOUT", 3.0)
+HOSTING_LOOKUP = env.str("HOSTING_LOOKUP", "offline")
+TRACE_NEW_CASES = env.bool("TRACE_NEW_CASES", True)
 
 # --- Authentication --------------------------------------------------------------------------------
 AUTH_USER_MODEL = "ntd.User"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -24,7 +25,7 @@ from evidence.keys import keyring_from_settings
 from ntd import audit
 from ntd.bulk import COPY_FROM, insert_rows
 from reports import selectors
-from reports.models import Case, KnownURL, Priority, Report, ReportURL, new_case_reference
+from reports.models import Case, KnownURL, Priority, Queue, Report, ReportURL, new_case_reference
 from reports.normalise import NormalisedURL
 from reports.references import status_secret_digest
 from reports.selectors import CaseOutcome
@@ -197,7 +198,19 @@ def _file_urls(report: Report, urls: Sequence[ReportedURL], priority: int, child
               "urls": len(urls), "cases": len(distinct), "child_at_risk": child_at_risk},
     ))
     audit.record_many(entries)
+    _trace_after_commit([outcome.case_id for outcome in outcomes if outcome.opened])
     return outcomes
+
+
+def _trace_after_commit(case_ids: list[int], chunk: int = 500) -> None:
+    """New cases get their hosting trace from a task once the report is committed (one task per chunk)."""
+    if not case_ids or not settings.TRACE_NEW_CASES:
+        return
+    from reports.tasks import trace_cases_task
+
+    for start in range(0, len(case_ids), chunk):
+        ids = case_ids[start:start + chunk]
+        transaction.on_commit(lambda ids=ids: trace_cases_task.delay(ids))
 
 
 def _upsert_cases(urls: list[NormalisedURL], priority: int, child_at_risk: bool,
@@ -214,6 +227,7 @@ def _upsert_cases(urls: list[NormalisedURL], priority: int, child_at_risk: bool,
                   key=lambda row: row[2])
     qn = connection.ops.quote_name
     case, known = qn(Case._meta.db_table), qn(KnownURL._meta.db_table)
+    queue_id = Queue.objects.default_id()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and len(rows) >= COPY_FROM:
             cursor.execute("CREATE TEMP TABLE IF NOT EXISTS ntd_intake_batch (column1 text, column2 text, "
@@ -228,12 +242,12 @@ def _upsert_cases(urls: list[NormalisedURL], priority: int, child_at_risk: bool,
         cursor.execute(
             f"INSERT INTO {case} (reference, url, url_key, host, registrable_domain, status, priority, "  # noqa: S608
             f"child_at_risk, police_referral, known_url, report_count, first_reported_at, last_reported_at, "
-            f"previous_case_id) "
+            f"previous_case_id, queue_id) "
             f"SELECT v.column1, v.column2, v.column3, v.column4, v.column5, %s, "
             f"CASE WHEN k.id IS NOT NULL AND %s < {int(Priority.KNOWN_URL)} THEN {int(Priority.KNOWN_URL)} "
             f"ELSE %s END, %s, %s, k.id IS NOT NULL, 1, %s, %s, "
             f"(SELECT old.id FROM {case} old WHERE old.url_key = v.column3 AND old.closed_at IS NOT NULL "
-            f"ORDER BY old.closed_at DESC LIMIT 1) "
+            f"ORDER BY old.closed_at DESC LIMIT 1), %s "
             f"FROM {source} v LEFT JOIN {known} k ON k.url_key = v.column3 AND k.active "
             f"WHERE true ORDER BY v.column3 "
             f"ON CONFLICT (url_key) WHERE closed_at IS NULL DO UPDATE SET "
@@ -245,7 +259,8 @@ def _upsert_cases(urls: list[NormalisedURL], priority: int, child_at_risk: bool,
             f"police_referral = ({case}.police_referral OR excluded.police_referral), "
             f"known_url = ({case}.known_url OR excluded.known_url) "
             f"RETURNING id, reference, url_key, report_count, known_url",
-            [Case.Status.RECEIVED.value, priority, priority, child_at_risk, child_at_risk, now, now, *row_params],
+            [Case.Status.RECEIVED.value, priority, priority, child_at_risk, child_at_risk, now, now, queue_id,
+             *row_params],
         )
         return {key: (case_id, reference, count == 1, bool(is_known))
                 for case_id, reference, key, count, is_known in cursor.fetchall()}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from smtplib import SMTPException
 
 from celery import shared_task
+from django.conf import settings
 
 from reports import mail
 
@@ -12,3 +13,45 @@ from reports import mail
 def send_acknowledgement_task(report_id: int, status_code: str) -> bool:
     """E-mail the reporter the reference and status code (DSA Art. 16(4)); a rerun sends nothing twice."""
     return mail.send_acknowledgement(report_id, status_code)
+
+
+@shared_task(acks_late=True)
+def trace_case_task(case_id: int) -> str:
+    """Resolve the case's host and look up its networks; a rerun only adds a newer trace."""
+    from reports import hosting, services
+    from reports.models import Case
+
+    host = Case.objects.filter(pk=case_id).values_list("host", flat=True).first()
+    if host is None:
+        return "gone"
+    trace = hosting.trace_host(host, resolver=resolver_config(), lookup=hosting.lookup_from_config(
+        settings.HOSTING_LOOKUP))
+    services.record_trace(case_id, trace)
+    return trace.outcome
+
+
+@shared_task(acks_late=True)
+def trace_cases_task(case_ids: list[int]) -> int:
+    """Trace a batch of new cases (intake queues one task per report, not one per URL)."""
+    for case_id in case_ids:
+        trace_case_task(case_id)
+    return len(case_ids)
+
+
+@shared_task(acks_late=True)
+def expire_claims_task() -> int:
+    """Give back to the queue the cases whose holders have been idle too long (beat, every minute)."""
+    from reports import services
+
+    return services.expire_claims()
+
+
+def resolver_config() -> object:
+    from reports.hosting import ResolverConfig
+
+    servers, port = [], 53
+    for entry in settings.DNS_NAMESERVERS:
+        host, _, given_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        servers.append(host)
+        port = int(given_port) if given_port else port
+    return ResolverConfig(nameservers=tuple(servers), port=port, timeout=settings.DNS_TIMEOUT)

@@ -97,3 +97,18 @@ class PartnerAPIKey(AbstractAPIKey):
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "partner API key"
+
+
+class HostingNetwork(models.Model):
+    """A network (autonomous system) mapped to the hosting provider that answers for it."""
+
+    asn = models.BigIntegerField(unique=True, verbose_name="AS number")
+    name = models.CharField(max_length=200, blank=True)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="networks",
+                                limit_choices_to={"kind": "hosting_provider"})
+
+    class Meta:
+        ordering = ["asn"]
+
+    def __str__(self) -> str:
+        return f"AS{self.asn} {self.name}".strip()

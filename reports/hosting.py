@@ -32,8 +32,6 @@ import iptocc
 import plevin
 import plevin_db_network
 import requests
-import whoisit
-import whoisit.errors
 
 RESOLVED = "resolved"
 UNRESOLVABLE = "unresolvable"
@@ -262,6 +260,8 @@ class RdapLookup:
         address = ipaddress.ip_address(ip)
         if _reserved(address):
             return _reserved_info(address)
+        import whoisit.errors  # here: importing whoisit adds log handlers (DEBUG level when DEBUG=1 is set)
+
         future = _rdap_workers().submit(self._query, str(address))
         try:
             found = future.result(timeout=self.timeout)
@@ -275,6 +275,8 @@ class RdapLookup:
                            holder or found.get("name", ""), abuse)
 
     def _query(self, ip: str) -> dict[str, Any]:
+        import whoisit
+
         with _bootstrapping:
             if not whoisit.is_bootstrapped():
                 whoisit.bootstrap()  # IANA's service registry; load_bootstrap_data() first to skip the fetch

@@ -86,8 +86,6 @@ def default_queue_id() -> int:
 class Queue(models.Model):
     """A team's or a jurisdiction's share of the cases. Analysts see the queues they are granted (guardian)."""
 
-    objects = QueueManager()
-
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=50, unique=True)
     description = models.TextField(blank=True)
@@ -96,6 +94,8 @@ class Queue(models.Model):
         help_text="ISO 3166 codes. A traced case hosted in one of them moves here from the default queue.",
     )
     is_default = models.BooleanField(default=False, help_text="New cases start here.")
+
+    objects = QueueManager()
 
     class Meta:
         ordering = ["name"]

@@ -25,6 +25,8 @@ class NavItem:
 
 NAV_ITEMS = (
     NavItem("Home", "home"),
+    NavItem("Cases", "triage", permission="reports.view_case"),
+    NavItem("Team", "team", permission="reports.supervise_case"),
     NavItem("Audit log", "audit_log", permission="ntd.view_auditevent"),
     NavItem("API documentation", "api_docs", needs_role=True),
     NavItem("Administration", "admin:index", staff_site=True),

@@ -181,9 +181,10 @@ CELERY_BEAT_SCHEDULE = {
 # --- Review ----------------------------------------------------------------------------------------
 # A claimed case goes back to the queue after this long without activity by its holder.
 CASE_CLAIM_IDLE_MINUTES = env.int("CASE_CLAIM_IDLE_MINUTES", 30)
-# The hosting trace: DNS (empty: the system's resolvers; host or host:port) and the network lookup
-# ("offline": iptocc + plevin-db-network shipped in PyPI packages; "rdap"; or "maxmind:/path/to/db.mmdb").
+# The hosting trace: DNS (nameserver addresses; empty: the system's resolvers) and the network lookup
+# ("offline": iptocc + plevin-db-network shipped in PyPI packages, or "rdap": live RDAP through whoisit).
 DNS_NAMESERVERS = env.list("DNS_NAMESERVERS", [])
+DNS_PORT = env.int("DNS_PORT", 53)
 DNS_TIMEOUT = env.float("DNS_TIMEOUT", 3.0)
 HOSTING_LOOKUP = env.str("HOSTING_LOOKUP", "offline")
 TRACE_NEW_CASES = env.bool("TRACE_NEW_CASES", True)

@@ -181,6 +181,11 @@ class Case(models.Model):
     def is_open(self) -> bool:
         return self.closed_at is None
 
+    @property
+    def is_claimable(self) -> bool:
+        """Waiting for an analyst and held by no one."""
+        return self.assignee_id is None and self.status in CLAIMABLE_STATUSES
+
 
 class Report(models.Model):
     class Channel(models.TextChoices):

@@ -208,19 +208,22 @@ def triage_page(user: Any, filters: TriageFilters, *, after: Cursor | None = Non
             priority=after.priority, first_reported_at__gt=after.first_reported_at) | Q(
             priority=after.priority, first_reported_at=after.first_reported_at, id__gt=after.id),
             priority__lte=after.priority)
-    rows = list(cases.only(*TRIAGE_COLUMNS).select_related("assignee").only(
-        *TRIAGE_COLUMNS, "assignee__username", "assignee__pseudonym")[: size + 1])
+    rows = list(cases.select_related("assignee").only(*TRIAGE_COLUMNS, "assignee__username",
+                                                       "assignee__pseudonym")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
+    last = rows[-1] if rows else None
+    return TriagePage(triage_rows(user, rows),
+                      Cursor(last.priority, last.first_reported_at, last.pk) if more and last else None)
+
+
+def triage_rows(user: Any, cases: list[Case]) -> list[TriageRow]:
+    """The cases with the kinds of source that reported each: one query for all of them."""
     sources: dict[int, set[str]] = {}
-    for case_id, kind in (ReportURL.objects.filter(case_id__in=[c.pk for c in rows])
+    for case_id, kind in (ReportURL.objects.filter(case_id__in=[c.pk for c in cases])
                           .values_list("case_id", "report__source_kind").distinct()):
         sources.setdefault(case_id, set()).add(kind)
-    last = rows[-1] if rows else None
-    return TriagePage(
-        [TriageRow(case, tuple(sorted(sources.get(case.pk, ())))) for case in rows],
-        Cursor(last.priority, last.first_reported_at, last.pk) if more and last else None,
-    )
+    return [TriageRow(case, tuple(sorted(sources.get(case.pk, ())))) for case in cases]
 
 
 OPEN_STATUSES = [status for status in Case.Status.values if status not in CLOSED_STATUSES]
@@ -267,3 +270,16 @@ def case_assessments(case: Case) -> QuerySet[Assessment]:
 
 def case_history(case: Case, *, limit: int = 200) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(case_id=case.pk).order_by("seq")[:limit])
+
+
+def team_analysts(user: Any) -> QuerySet[Any]:
+    """Active users who may work at least one of the queues this supervisor supervises."""
+    from guardian.shortcuts import get_users_with_perms
+
+    from ntd.models import User
+
+    ids: set[int] = set()
+    for queue in Queue.objects.filter(pk__in=supervised_queue_ids(user)):
+        ids |= {u.pk for u in get_users_with_perms(queue, only_with_perms_in=["work_queue", "supervise_queue"],
+                                                   with_group_users=True)}
+    return User.objects.filter(pk__in=ids, is_active=True).order_by("username")

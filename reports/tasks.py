@@ -3,7 +3,6 @@ from __future__ import annotations
 from smtplib import SMTPException
 
 from celery import shared_task
-from django.conf import settings
 
 from reports import mail
 
@@ -24,8 +23,8 @@ def trace_case_task(case_id: int) -> str:
     host = Case.objects.filter(pk=case_id).values_list("host", flat=True).first()
     if host is None:
         return "gone"
-    trace = hosting.trace_host(host, resolver=resolver_config(), lookup=hosting.lookup_from_config(
-        settings.HOSTING_LOOKUP))
+    resolver, lookup = hosting.hosting_from_settings()
+    trace = hosting.trace_host(host, resolver=resolver, lookup=lookup)
     services.record_trace(case_id, trace)
     return trace.outcome
 
@@ -45,13 +44,3 @@ def expire_claims_task() -> int:
 
     return services.expire_claims()
 
-
-def resolver_config() -> object:
-    from reports.hosting import ResolverConfig
-
-    servers, port = [], 53
-    for entry in settings.DNS_NAMESERVERS:
-        host, _, given_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
-        servers.append(host)
-        port = int(given_port) if given_port else port
-    return ResolverConfig(nameservers=tuple(servers), port=port, timeout=settings.DNS_TIMEOUT)

@@ -65,6 +65,21 @@ ROUTES: dict[str, dict[str, Outcome]] = {
     "api/v1/partner/whoami/": expect(403, staff=403, partner=200),
     "api/v1/reports/": expect(403, staff=403, partner=405),  # the key gets in; filing takes a POST
     "api/v1/reports/<str:reference>": expect(403, staff=403, partner=404),  # not one of this partner's
+    # Review pages. The walk grants no queue, so a case reference is a 404 for those who may look at cases;
+    # the actions take a POST (405 to a GET once the permission is checked).
+    "cases/": expect(staff=403, analyst=200, supervisor=200, superuser=200),
+    "cases/next/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
+    "cases/team/": expect(staff=403, supervisor=200, superuser=200),
+    "cases/team/duplicates/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/": expect(staff=403, analyst=404, supervisor=404, superuser=404),
+    "cases/<str:reference>/claim/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
+    "cases/<str:reference>/release/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
+    "cases/<str:reference>/assess/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
+    "cases/<str:reference>/trace/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
+    "cases/<str:reference>/decide/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/reopen/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/reassign/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/reveal/": expect(staff=403, supervisor=405, superuser=405),
     # The API's description: signed-in staff and partners (with their key).
     "api/schema/": expect(403, staff=200, partner=200),
     "api/docs/": expect(403, staff=200, partner=200),

@@ -16,6 +16,7 @@ from takedown.models import Partner, PartnerAPIKey
 
 DEMO_USERS = (
     ("analyst", roles.ANALYST),
+    ("analyst2", roles.ANALYST),
     ("supervisor", roles.SUPERVISOR),
     ("welfare", roles.WELFARE_OFFICER),
     ("admin", roles.ADMIN),
@@ -81,5 +82,33 @@ def seed_demo() -> tuple[list[DemoLogin], str | None]:
     key = None
     if not hotline.api_keys.filter(revoked=False).exists():
         _, key = PartnerAPIKey.objects.create_key(name="demo key", partner=hotline)
-    audit.record(actor="system", action=audit.Action.DEMO_SEEDED, data={"users": len(logins)})
+    cases = _seed_review(User.objects.filter(username__in=[u for u, _ in DEMO_USERS]))
+    audit.record(actor="system", action=audit.Action.DEMO_SEEDED, data={"users": len(logins), "cases": cases})
     return logins, key
+
+
+DEMO_URLS = [f"https://images.example/gallery/{n}" for n in range(1, 7)] + [
+    "http://files.example/share/a1b2", "https://forum.example/t/991"]
+
+
+def _seed_review(users: object) -> int:
+    """Queue grants for the demo analysts and supervisor, four eyes on illegal verdicts, a few reported URLs."""
+    from reports.intake import ReportDetails, ReportedURL, file_public_report
+    from reports.models import Case, ClassificationOption, PolicyClause, Queue, Verdict, VerdictMapping
+    from reports.normalise import normalise
+    from reports.scheme import load_scheme
+    from reports.services import set_queue_access
+
+    load_scheme(Verdict, ClassificationOption, PolicyClause, VerdictMapping)
+    Verdict.objects.filter(outcome=Verdict.Outcome.ILLEGAL).update(four_eyes=True)
+    queue = Queue.objects.get(pk=Queue.objects.default_id())
+    by_name = {user.username: user for user in users}  # type: ignore[attr-defined]
+    set_queue_access(queue, actor="system", perm="work_queue",
+                     users=[by_name[n] for n in ("analyst", "analyst2", "supervisor")])
+    set_queue_access(queue, actor="system", perm="supervise_queue", users=[by_name["supervisor"]])
+    if Case.objects.exists():
+        return 0
+    filed = file_public_report(urls=[ReportedURL(u, normalise(u)) for u in DEMO_URLS],
+                               details=ReportDetails(material_kind="images", encountered_via="website"),
+                               contact_email=None)
+    return len(filed.outcomes)

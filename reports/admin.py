@@ -17,11 +17,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from guardian.shortcuts import get_users_with_perms
 
-from ntd import audit
+from ntd import audit, roles
+from ntd.models import User
 from reports.known_urls import MAX_SOURCE_LENGTH, deactivate_known_urls, import_known_urls
-from reports.models import KnownURL
+from reports.models import ClassificationOption, KnownURL, PolicyClause, Queue, Verdict, VerdictMapping
 from reports.normalise import InvalidURL, normalise
+from reports.services import set_queue_access
 from takedown.admin import AuditedAdmin
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
@@ -146,3 +149,89 @@ class KnownURLAdmin(AuditedAdmin):
             "max_bytes": MAX_IMPORT_BYTES,
         }
         return TemplateResponse(request, "admin/reports/knownurl/import.html", context)
+
+
+# --- review: queues and who may work them, the classification scheme, policy clauses ---------------------------
+
+
+class QueueForm(forms.ModelForm):
+    workers = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(), required=False, widget=admin.widgets.FilteredSelectMultiple("analysts", False),
+        help_text="Who may see and work the cases of this queue (analysts and supervisors).")
+    supervisors = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(), required=False, widget=admin.widgets.FilteredSelectMultiple("supervisors", False),
+        help_text="Who may reassign, decide disagreements, close duplicates and reopen cases here.")
+
+    class Meta:
+        model = Queue
+        fields = ("name", "slug", "description", "hosting_countries", "is_default")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        staff = User.objects.filter(is_active=True, groups__name__in=[roles.ANALYST, roles.SUPERVISOR]).distinct()
+        self.fields["workers"].queryset = staff  # type: ignore[attr-defined]
+        self.fields["supervisors"].queryset = staff.filter(groups__name=roles.SUPERVISOR)  # type: ignore[attr-defined]
+        if self.instance.pk:
+            for name, perm in (("workers", "work_queue"), ("supervisors", "supervise_queue")):
+                self.fields[name].initial = list(get_users_with_perms(
+                    self.instance, only_with_perms_in=[perm], with_group_users=False))
+
+    def clean_hosting_countries(self) -> list[str]:
+        value = self.cleaned_data["hosting_countries"] or []
+        if not isinstance(value, list) or not all(isinstance(c, str) and len(c) == 2 and c.isalpha() for c in value):
+            raise ValidationError('A list of two-letter country codes, e.g. ["NL", "BE"].')
+        return [c.upper() for c in value]
+
+
+@admin.register(Queue)
+class QueueAdmin(AuditedAdmin):
+    form = QueueForm
+    list_display = ("name", "slug", "is_default", "open_cases")
+    search_fields = ("name", "slug")
+    audit_created, audit_changed, audit_deleted = (audit.Action.QUEUE_CREATED, audit.Action.QUEUE_CHANGED,
+                                                   audit.Action.QUEUE_CHANGED)
+
+    @admin.display(description="open cases")
+    def open_cases(self, obj: Queue) -> int:
+        return obj.cases.filter(closed_at__isnull=True).count()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a queue holds the history of its cases; rename it instead
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        for name, perm in (("workers", "work_queue"), ("supervisors", "supervise_queue")):
+            set_queue_access(form.instance, actor=request.user, perm=perm, users=form.cleaned_data[name])
+
+
+class SchemeAdmin(AuditedAdmin):
+    audit_created = audit_changed = audit_deleted = audit.Action.SCHEME_CHANGED
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # assessments keep pointing at it: retire a value by unticking "active"
+
+
+class VerdictMappingInline(admin.TabularInline):
+    model = VerdictMapping
+    extra = 0
+
+
+@admin.register(Verdict)
+class VerdictAdmin(SchemeAdmin):
+    list_display = ("label", "code", "outcome", "jurisdiction", "four_eyes", "active", "order")
+    list_editable = ("four_eyes", "active", "order")
+    inlines = [VerdictMappingInline]
+
+
+@admin.register(ClassificationOption)
+class ClassificationOptionAdmin(SchemeAdmin):
+    list_display = ("label", "field", "code", "active", "order")
+    list_filter = ("field", "active")
+    list_editable = ("active", "order")
+
+
+@admin.register(PolicyClause)
+class PolicyClauseAdmin(SchemeAdmin):
+    list_display = ("jurisdiction", "code", "title", "active")
+    list_filter = ("jurisdiction", "active")
+    search_fields = ("code", "title", "text")

@@ -283,3 +283,11 @@ def team_analysts(user: Any) -> QuerySet[Any]:
         ids |= {u.pk for u in get_users_with_perms(queue, only_with_perms_in=["work_queue", "supervise_queue"],
                                                    with_group_users=True)}
     return User.objects.filter(pk__in=ids, is_active=True).order_by("username")
+
+
+def queue_ids_for_fresh(user: Any) -> list[int]:
+    """`queue_ids_for` without the per-request memo, after grants have changed."""
+    forget_queue_grants(user)
+    for name in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(name, None)
+    return queue_ids_for(user)

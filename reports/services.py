@@ -438,3 +438,42 @@ def _queue_for_country(case: Case, country: str) -> Queue | None:
         if country in queue.hosting_countries:
             return queue
     return None
+
+
+# --- queue access (admins) ---------------------------------------------------------------------------------------
+
+QUEUE_PERMS = ("work_queue", "supervise_queue")
+
+
+@transaction.atomic
+def set_queue_access(queue: Queue, *, actor: Any, perm: str, users: Iterable[Any]) -> tuple[list[int], list[int]]:
+    """Make exactly `users` hold `perm` (work_queue or supervise_queue) on the queue; audit each grant and revoke.
+
+    Returns the ids granted and the ids revoked. A user who loses a queue keeps no claim in it: their cases
+    there go back to the queue.
+    """
+    from guardian.shortcuts import assign_perm, get_users_with_perms, remove_perm
+
+    if perm not in QUEUE_PERMS:
+        raise ValueError(perm)
+    wanted = {user.pk: user for user in users}
+    current = {user.pk: user for user in get_users_with_perms(queue, only_with_perms_in=[perm],
+                                                               with_group_users=False)}
+    granted = sorted(set(wanted) - set(current))
+    revoked = sorted(set(current) - set(wanted))
+    for user_id in granted:
+        assign_perm(f"reports.{perm}", wanted[user_id], queue)
+    for user_id in revoked:
+        remove_perm(f"reports.{perm}", current[user_id], queue)
+    entries = [audit.Entry(actor, audit.Action.QUEUE_ACCESS_GRANTED, target=queue, data={"user": i, "perm": perm})
+               for i in granted]
+    entries += [audit.Entry(actor, audit.Action.QUEUE_ACCESS_REVOKED, target=queue, data={"user": i, "perm": perm})
+                for i in revoked]
+    if entries:
+        audit.record_many(entries)
+    for case in Case.objects.select_for_update().filter(queue=queue, assignee_id__in=revoked).order_by("pk"):
+        if queue.pk not in selectors.queue_ids_for_fresh(case.assignee):
+            to = S.RECEIVED if case.status == S.IN_REVIEW else None
+            _move(case, to, actor=actor, action=audit.Action.CASE_RELEASED, data={"queue_access_revoked": True},
+                  **UNCLAIMED)
+    return granted, revoked

@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from ntd import audit
-from takedown.models import Partner, PartnerAPIKey, PartnerContact, WhitelistedSender
+from takedown.models import HostingNetwork, Partner, PartnerAPIKey, PartnerContact, WhitelistedSender
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -191,3 +191,13 @@ class PartnerAPIKeyAdmin(AuditedAdmin, APIKeyModelAdmin):
         if change and "revoked" in fields and obj.revoked:
             return audit.Action.PARTNER_API_KEY_REVOKED
         return super().audit_action(obj, change, fields)
+
+
+@admin.register(HostingNetwork)
+class HostingNetworkAdmin(AuditedAdmin):
+    """Which hosting provider answers for a network: the hosting trace files cases under that partner."""
+
+    list_display = ("asn", "name", "partner")
+    search_fields = ("asn", "name", "partner__name")
+    autocomplete_fields = ("partner",)
+    audit_created = audit_changed = audit_deleted = audit.Action.HOSTING_NETWORK_CHANGED

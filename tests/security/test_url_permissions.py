@@ -30,8 +30,8 @@ from rest_framework_api_key.models import APIKey
 
 from ntd.models import User
 from ntd.roles import ADMIN, ANALYST, AUDITOR, STAFF_ROLES, SUPERVISOR, WELFARE_OFFICER
-from reports.models import KnownURL
-from takedown.models import Partner, PartnerAPIKey
+from reports.models import ClassificationOption, KnownURL, PolicyClause, Queue, Verdict
+from takedown.models import HostingNetwork, Partner, PartnerAPIKey
 
 pytestmark = pytest.mark.django_db
 
@@ -121,6 +121,11 @@ ADMIN_ROLE_MAY = {
     "takedown/partner": {"view", "add", "change"},
     "takedown/partnerapikey": {"view", "add", "change"},
     "reports/knownurl": {"view", "add", "change"},
+    "reports/queue": {"view", "add", "change"},
+    "reports/verdict": {"view", "add", "change"},
+    "reports/classificationoption": {"view", "add", "change"},
+    "reports/policyclause": {"view", "add", "change"},
+    "takedown/hostingnetwork": {"view", "add", "change", "delete"},
 }
 # What each admin page needs, by the last part of its route.
 ADMIN_PAGE_NEEDS = {"": "view", "add/": "add", "history/": "view", "delete/": "delete", "change/": "view"}
@@ -158,7 +163,9 @@ ADMIN_APP_INDEX = site_row(admin=200, superuser=200)
 # Tables that stay empty: axes keeps its counters in the cache (no client address is stored anywhere).
 ADMIN_EMPTY = {"axes/accessattempt", "axes/accesslog", "axes/accessfailurelog"}
 # Pages no one gets, not even a superuser: axes writes its rows alone; known URLs are deactivated, not deleted.
-ADMIN_NEVER = {("add", model) for model in ADMIN_EMPTY} | {("delete", "reports/knownurl")}
+# Queues and the classification scheme are retired, never deleted: cases and assessments point at them.
+ADMIN_NEVER = {("add", model) for model in ADMIN_EMPTY} | {("delete", f"reports/{model}") for model in (
+    "knownurl", "queue", "verdict", "classificationoption", "policyclause")}
 CHANGE_PAGE = "→its change page"  # the bare object URL redirects there before any check
 
 
@@ -286,6 +293,12 @@ def url_values(make_staff: Any, partner_key: tuple[Partner, str]) -> dict[str, s
         PartnerAPIKey.objects.get(partner=partner),
         KnownURL.objects.create(url="https://known.example/a", url_key="0" * 64,
                                 registrable_domain="known.example", source="walk"),
+        Queue.objects.get(pk=Queue.objects.default_id()),
+        Verdict.objects.get_or_create(code="walk", defaults={"label": "Walk", "outcome": "not_illegal"})[0],
+        ClassificationOption.objects.get_or_create(field="gender", code="walk", defaults={"label": "Walk"})[0],
+        PolicyClause.objects.get_or_create(jurisdiction="INT", code="walk", defaults={"title": "Walk"})[0],
+        HostingNetwork.objects.create(asn=64500, name="walk", partner=Partner.objects.create(
+            name="Walk host", kind=Partner.Kind.HOSTING_PROVIDER)),
     ]
     return {
         **admin_object_values(objects),

@@ -109,3 +109,18 @@ def partner_key(db: Any) -> tuple[Partner, str]:
 
 
 ALL_ROLES = roles.STAFF_ROLES
+
+
+@pytest.fixture
+def scheme(db: Any) -> Any:
+    """The seeded classification scheme (loaded again if a transactional test emptied the tables)."""
+    from tests.reports.factories import Scheme
+
+    return Scheme()
+
+
+@pytest.fixture
+def default_queue(db: Any) -> Any:
+    from reports.models import Queue
+
+    return Queue.objects.get(pk=Queue.objects.default_id())

@@ -29,16 +29,3 @@ def report_form(client: Client) -> Any:
 
     return post
 
-
-@pytest.fixture
-def scheme(db: Any) -> Any:
-    from tests.reports.factories import Scheme
-
-    return Scheme()
-
-
-@pytest.fixture
-def default_queue(db: Any) -> Any:
-    from reports.models import Queue
-
-    return Queue.objects.get(pk=Queue.objects.default_id())

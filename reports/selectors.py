@@ -200,7 +200,7 @@ def triage_cases(user: Any, filters: TriageFilters) -> QuerySet[Case]:
 
 
 def triage_page(user: Any, filters: TriageFilters, *, after: Cursor | None = None, size: int = 50) -> TriagePage:
-    """One page of the triage queue by keyset: three queries whatever the page size (cases, holders, sources)."""
+    """One page of the triage queue by keyset: two queries whatever the page size (cases with holders, sources)."""
     cases = triage_cases(user, filters)
     if after is not None:
         # priority DESC, first_reported_at ASC, id ASC: past the cursor within its priority, or any lower one.

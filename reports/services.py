@@ -131,7 +131,9 @@ def take_next_case(*, actor: Any) -> Case | None:
     """
     if not actor.has_perm(WORK):
         raise PermissionDenied
-    held = (Case.objects.select_for_update().filter(assignee=actor, status__in=CLAIMABLE_STATUSES + (S.IN_REVIEW,))
+    held = (Case.objects.select_for_update()
+            .filter(assignee=actor, status__in=CLAIMABLE_STATUSES + (S.IN_REVIEW,),
+                    queue_id__in=selectors.queue_ids_for(actor))
             .order_by("claimed_at").first())
     if held is not None:
         _keep_alive(held)
@@ -257,7 +259,11 @@ def decide_case(case_id: int, *, actor: Any, assessment: AssessmentInput) -> Ass
     case = _locked(case_id, actor, SUPERVISE, supervise=True)
     if case.status != S.AWAITING_DECISION:
         raise ReviewError("Only a case whose assessments disagree waits for a supervisor's decision.")
+    if case.assessments.filter(assessor=actor).exists():
+        raise ReviewError("You gave one of the assessments that disagree: another supervisor decides.")
     recorded = _record_assessment(case, actor, Assessment.Kind.DECISION, assessment)
+    audit.record(actor=actor, action=audit.Action.CASE_DECIDED, target=case, case_id=case.pk,
+                 data={"case": case.reference, "verdict": assessment.verdict.code, "assessment": recorded.pk})
     _conclude(case, recorded, actor)
     return recorded
 
@@ -323,10 +329,15 @@ def close_duplicates(case_ids: Iterable[int], *, actor: Any, duplicate_of: Case,
     ids = sorted(set(case_ids) - {duplicate_of.pk})
     if not ids:
         raise ReviewError("Choose at least one case other than the one they duplicate.")
-    original = _locked(duplicate_of.pk, actor, SUPERVISE, supervise=True)
+    # All of them locked in id order, the original too: two supervisors closing overlapping sets cannot deadlock.
+    locked = {case_id: _locked(case_id, actor, SUPERVISE, supervise=True)
+              for case_id in sorted({*ids, duplicate_of.pk})}
+    original = locked[duplicate_of.pk]
+    if original.duplicate_of_id is not None:
+        raise ReviewError(f"{original.reference} is itself closed as a duplicate: choose the case it duplicates.")
     closed = []
-    for case_id in ids:  # in id order: two supervisors closing overlapping sets cannot deadlock
-        case = _locked(case_id, actor, SUPERVISE, supervise=True)
+    for case_id in ids:
+        case = locked[case_id]
         if case.status not in REVIEW_STATUSES:
             raise ReviewError(f"{case.reference} is {case.get_status_display().lower()}: only a case in review "
                               "can be closed as a duplicate.")
@@ -420,7 +431,7 @@ def record_trace(case_id: int, trace: Any) -> Any:
         network = HostingNetwork.objects.filter(asn=primary.asn).select_related("partner").first()
         changes |= {"hosting_country": primary.country, "hosting_asn": primary.asn,
                     "hosting_network": primary.network[:200], "hosting_partner": network.partner if network else None}
-    queue = _queue_for_country(case, changes["hosting_country"])
+    queue = _queue_for_country(case, changes["hosting_country"]) if case.assignee_id is None else None
     if queue is not None:
         changes["queue"] = queue
     _move(case, None, actor="system", action=audit.Action.CASE_TRACED,
@@ -431,7 +442,9 @@ def record_trace(case_id: int, trace: Any) -> Any:
 
 
 def _queue_for_country(case: Case, country: str) -> Queue | None:
-    """A case still in the default queue moves to the queue that takes its hosting country, if one does."""
+    """A case still in the default queue moves to the queue that takes its hosting country, if one does.
+
+    A case someone holds stays where it is: moving it could take it out of its holder's queues mid-review."""
     if not country or not case.queue.is_default:
         return None
     for queue in Queue.objects.exclude(pk=case.queue_id):

@@ -36,7 +36,7 @@ import requests
 RESOLVED = "resolved"
 UNRESOLVABLE = "unresolvable"
 RESERVED = "private/reserved address"
-MAX_CHAIN = 8  # CNAME hops followed before giving up (a loop, or a chain no browser would follow either)
+MAX_CHAIN = 8  # queries made to follow one CNAME chain before giving up (a loop, or a chain far too long)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -80,7 +80,7 @@ class Trace:
 class ResolverConfig:
     nameservers: tuple[str, ...] = ()  # empty: the system resolver (/etc/resolv.conf)
     port: int = 53
-    timeout: float = 2.0  # seconds for the whole resolution of one host, A and AAAA and every CNAME hop
+    timeout: float = 2.0  # seconds for one host, A, AAAA and every CNAME hop (plus dnspython's back-off, <= 0.2 s)
 
 
 class _ChainTooLong(Exception):
@@ -112,7 +112,7 @@ def resolve(host: str, config: ResolverConfig) -> tuple[str, str, tuple[str, ...
             failure = "no such domain"
             break
         except dns.exception.Timeout:
-            failure = failure or f"timed out after {config.timeout:g} s"
+            failure = failure or f"timed out after {float(config.timeout)} s"
             break
         except _ChainTooLong:
             failure = f"CNAME chain longer than {MAX_CHAIN} (a loop?)"
@@ -284,7 +284,7 @@ class RdapLookup:
 
 
 def lookup_from_config(spec: str = "offline") -> NetworkLookup:
-    """"offline" (the default, also for ""), "rdap" or "maxmind:/path"; anything else is a ValueError."""
+    """"offline" (the default, also for "") or "rdap"; anything else, "maxmind:/path" included, is a ValueError."""
     kind, _, argument = spec.strip().partition(":")
     kind = kind.lower()
     if kind in ("", "offline") and not argument:
@@ -294,7 +294,7 @@ def lookup_from_config(spec: str = "offline") -> NetworkLookup:
     if kind == "maxmind":
         raise ValueError(f"hosting lookup {spec!r}: MaxMind files are not supported (no maxminddb reader is "
                          "installed); use 'offline' or 'rdap'")
-    raise ValueError(f"unknown hosting lookup {spec!r}: use 'offline', 'rdap' or 'maxmind:/path/to/file.mmdb'")
+    raise ValueError(f"unknown hosting lookup {spec!r}: use 'offline' or 'rdap'")
 
 
 def trace_host(host: str, *, resolver: ResolverConfig, lookup: NetworkLookup) -> Trace:

@@ -57,7 +57,7 @@ RECORDS: dict[str, list[tuple[str, str]]] = {
 RDATA = {"A": A, "AAAA": AAAA, "CNAME": CNAME, "TXT": TXT}
 
 
-class ZoneResolver(BaseResolver):  # type: ignore[misc]
+class ZoneResolver(BaseResolver):
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
         reply = request.reply()
         name, qtype = str(request.q.qname), QTYPE[request.q.qtype]
@@ -153,7 +153,8 @@ class TestResolve:
         elapsed = time.monotonic() - started
 
         assert (outcome, detail, chain, ips) == ("unresolvable", "timed out after 0.6 s", (), ())
-        assert 0.5 <= elapsed < 0.6 + 0.4
+        # Two attempts of 0.3 s; dnspython then sleeps its back-off (0.1 s, 0.2 s), which its lifetime ignores.
+        assert 0.6 <= elapsed < 0.6 + 0.2 + 0.3
 
     @pytest.mark.parametrize(("host", "ip"), [
         ("192.0.2.1", "192.0.2.1"),
@@ -351,7 +352,7 @@ class TestConfiguration:
         assert isinstance(lookup_from_config(), OfflineLookup)
 
     @pytest.mark.parametrize(("spec", "message"), [
-        ("whois", "unknown hosting lookup 'whois': use 'offline', 'rdap' or 'maxmind:/path/to/file.mmdb'"),
+        ("whois", "unknown hosting lookup 'whois': use 'offline' or 'rdap'"),
         ("offline:fast", "unknown hosting lookup 'offline:fast'"),
         ("maxmind:/var/lib/GeoLite2-ASN.mmdb", "MaxMind files are not supported"),
     ])

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import email
 import email.policy
-import logging
-import queue
 import re
 import socket
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 from aiosmtpd.controller import Controller
-from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
 from django.conf import settings as django_settings
 from django.test import Client
 
@@ -35,6 +30,7 @@ from reports.intake import contact_aad
 from reports.models import Case, Report
 from reports.references import status_secret_digest
 from reports.tasks import send_acknowledgement_task
+from tests.celery_worker import Worker
 from tests.security.test_no_reporter_trace import database_text, redis_content
 
 ADDRESS = "reporter.4711@example.org"
@@ -79,46 +75,20 @@ def mailbox(settings: Any) -> Iterator[Mailbox]:
         controller.stop()
 
 
-@pytest.fixture
-def task_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A broker queue of this test's own, where tasks sent without a route go (Celery's task_default_queue)."""
-    name = f"ntd-test-ack-{uuid.uuid4().hex[:12]}"
-    monkeypatch.setitem(celery_app.conf, "task_default_queue", name)
-    try:
-        yield name
-    finally:
-        with celery_app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(name)
+class AckWorker:
+    """The worker's runs of the acknowledgement task."""
 
-
-class Worker:
-    """Runs of the acknowledgement task by the worker thread, in the order they finished."""
-
-    def __init__(self) -> None:
-        self.finished: queue.Queue[Any] = queue.Queue()
-
-    def on_postrun(self, sender: Any = None, retval: Any = None, state: str = "", **_: Any) -> None:
-        if sender is not None and sender.name == send_acknowledgement_task.name:
-            self.finished.put((state, retval))
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
 
     def next_run(self, timeout: float = 30) -> tuple[str, Any]:
-        return self.finished.get(timeout=timeout)
+        return self.worker.next_run(send_acknowledgement_task, timeout)
 
 
 @pytest.fixture
-def worker(transactional_db: None, task_queue: str, mailbox: Mailbox) -> Iterator[Worker]:
-    """A Celery worker in a thread, on the real broker, consuming `task_queue`; the database really commits, so
-    the worker (its own connection) sees what the request wrote."""
-    runs = Worker()
-    root_level = logging.getLogger().level  # the worker sets the root logger's level to its own
-    task_postrun.connect(runs.on_postrun, weak=False)
-    try:
-        with start_worker(celery_app, queues=[task_queue], perform_ping_check=False, shutdown_timeout=30,
-                          loglevel="WARNING"):
-            yield runs
-    finally:
-        task_postrun.disconnect(runs.on_postrun)
-        logging.getLogger().setLevel(root_level)
+def worker(celery_worker: Worker, mailbox: Mailbox) -> AckWorker:
+    """A real worker on the real broker; the database really commits, so it sees what the request wrote."""
+    return AckWorker(celery_worker)
 
 
 # --- The public pages --------------------------------------------------------------------------------------

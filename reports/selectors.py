@@ -58,9 +58,15 @@ def identified_report(reference: str, code: str) -> Report | None:
 
 
 def reporter_status(report: Report) -> str:
-    """Coarse: received / assessed, action taken / assessed, no action. Nothing about the content."""
-    statuses = set(report.cases.values_list("status", flat=True))
-    if statuses & ACTION_TAKEN:
+    """Coarse: received / assessed, action taken / assessed, no action. Nothing about the content.
+
+    A case closed as a duplicate answers with the case it duplicates; any other closed case was closed after
+    the material was removed.
+    """
+    statuses = set()
+    for status, original in report.cases.values_list("status", "duplicate_of__status"):
+        statuses.add(original if status == Case.Status.CLOSED and original else status)
+    if statuses & (ACTION_TAKEN | {Case.Status.CLOSED}):
         return ReporterStatus.ACTION_TAKEN
     if statuses and statuses <= NO_ACTION:
         return ReporterStatus.NO_ACTION

@@ -27,8 +27,11 @@ def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return render(request, "ntd/landing.html")
     roles = roles_of(request.user)
+    from reports.selectors import home_summary
+
     context: dict[str, Any] = {
         "roles": roles,
+        "review": home_summary(request.user),
         "role_labels": [ROLE_LABELS[r] for r in roles],
         "recent_events": selectors.recent_audit_events(limit=10)
         if request.user.has_perm("ntd.view_auditevent")

@@ -297,3 +297,21 @@ def queue_ids_for_fresh(user: Any) -> list[int]:
     for name in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
         user.__dict__.pop(name, None)
     return queue_ids_for(user)
+
+
+@dataclass(frozen=True)
+class HomeSummary:
+    held: list[Case]
+    waiting: int | None  # claimable in the user's queues, None: more than the cap
+    supervising: int | None  # second opinions and disagreements in supervised queues; None when not a supervisor
+
+
+def home_summary(user: Any, *, cap: int = 1_000) -> HomeSummary | None:
+    """What a member of staff who works cases sees first: the cases they hold and what waits for them."""
+    if not user.has_perm("reports.view_case"):
+        return None
+    held = list(Case.objects.filter(assignee=user, queue_id__in=queue_ids_for(user)).order_by("claimed_at")[:20])
+    waiting = claimable_cases(user)[: cap + 1].count()
+    supervising = awaiting_supervisor(user)[: cap + 1].count() if supervised_queue_ids(user) else None
+    return HomeSummary(held, None if waiting > cap else waiting,
+                       None if supervising is None else min(supervising, cap))

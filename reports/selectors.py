@@ -270,8 +270,9 @@ def case_reports(case: Case) -> QuerySet[Report]:
 
 
 def case_assessments(case: Case) -> QuerySet[Assessment]:
-    return case.assessments.select_related("assessor", "verdict", "clause", "media_type", "age_group", "gender",
-                                           "site_type").order_by("created_at", "id")
+    return (case.assessments.select_related("assessor", "verdict", "clause", "media_type", "age_group", "gender",
+                                            "site_type")
+            .prefetch_related("verdict__mappings").order_by("created_at", "id"))
 
 
 def case_history(case: Case, *, limit: int = 200) -> list[AuditEvent]:

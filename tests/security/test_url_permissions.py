@@ -80,6 +80,14 @@ ROUTES: dict[str, dict[str, Outcome]] = {
     "cases/<str:reference>/reopen/": expect(staff=403, supervisor=405, superuser=405),
     "cases/<str:reference>/reassign/": expect(staff=403, supervisor=405, superuser=405),
     "cases/<str:reference>/reveal/": expect(staff=403, supervisor=405, superuser=405),
+    # The staff case API (reports.case_api): view_case to read, work_case to act (GET on an action is 405 once
+    # the permission lets the caller in). The walk grants no queue: the list is empty and no case is found.
+    "api/v1/cases/": expect(403, staff=403, analyst=200, supervisor=200, superuser=200),
+    "api/v1/cases/next/": expect(403, staff=403, analyst=405, supervisor=405, superuser=405),
+    "api/v1/cases/<str:reference>/": expect(403, staff=403, analyst=404, supervisor=404, superuser=404),
+    "api/v1/cases/<str:reference>/claim/": expect(403, staff=403, analyst=405, supervisor=405, superuser=405),
+    "api/v1/cases/<str:reference>/release/": expect(403, staff=403, analyst=405, supervisor=405, superuser=405),
+    "api/v1/cases/<str:reference>/assess/": expect(403, staff=403, analyst=405, supervisor=405, superuser=405),
     # The API's description: signed-in staff and partners (with their key).
     "api/schema/": expect(403, staff=200, partner=200),
     "api/docs/": expect(403, staff=200, partner=200),

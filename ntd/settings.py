@@ -346,7 +346,9 @@ REST_FRAMEWORK = {
 }
 API_KEY_CUSTOM_HEADER = "HTTP_X_API_KEY"
 SPECTACULAR_SETTINGS = {
-    "TITLE": "ntd partner API",
+    "TITLE": "ntd API",
+    "DESCRIPTION": "Partners file reports with an API key (X-Api-Key); staff integrations work cases with a "
+                   "signed-in session.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["ntd.permissions.IsStaffOrPartner"],

@@ -99,7 +99,9 @@ class PartnerReportDetailView(APIView):
 
     @extend_schema(responses={200: PartnerReportOut, 404: ValidationErrorOut})
     def get(self, request: Request, reference: str) -> Response:
-        report = Report.objects.filter(reference=clean_reference(reference), partner=request.partner).first()  # type: ignore[attr-defined]
+        reference = clean_reference(reference)
+        report = None if "\x00" in reference else Report.objects.filter(  # PostgreSQL text holds no NUL
+            reference=reference, partner=request.partner).first()  # type: ignore[attr-defined]
         if report is None:
             return Response({"detail": "No such report."}, status=404)
         return Response(_report_out(intake.Filed(report, selectors.report_outcomes(report), created=False)))

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from reports import selectors, services
-from reports.models import Case, HostingTrace, Report
+from reports.models import Case, Report
 from reports.review_forms import AssessmentForm, DuplicatesForm, ReasonForm, ReassignForm, TriageFilterForm
 from reports.services import ReviewError
 
@@ -138,7 +138,7 @@ def _case_context(request: HttpRequest, case: Case, **forms: Any) -> dict[str, A
         "can_claim": user.has_perm(WORK) and case.assignee_id is None and case.status in services.CLAIMABLE_STATUSES,
         "reports": selectors.case_reports(case),
         "assessments": selectors.case_assessments(case),
-        "trace": HostingTrace.objects.filter(case=case).first(),
+        "trace": selectors.latest_trace(case),
         "history": selectors.case_history(case),
         "assessment_form": forms.get("assessment_form") or (AssessmentForm() if can_assess else None),
         "decision_form": forms.get("decision_form") or (

@@ -11,7 +11,16 @@ from django.http import Http404
 
 from ntd.access import objects_for_user
 from ntd.audit import AuditEvent
-from reports.models import CLAIMABLE_STATUSES, CLOSED_STATUSES, Assessment, Case, Queue, Report, ReportURL
+from reports.models import (
+    CLAIMABLE_STATUSES,
+    CLOSED_STATUSES,
+    Assessment,
+    Case,
+    HostingTrace,
+    Queue,
+    Report,
+    ReportURL,
+)
 from reports.references import clean_reference, status_secret_digest
 
 
@@ -110,9 +119,12 @@ def visible_cases(user: Any) -> QuerySet[Case]:
 
 def case_for(user: Any, reference: str) -> Case:
     """The case, if the user may see it; the same 404 for "no such case" and "not in your queues"."""
+    reference = clean_reference(reference)
+    if "\x00" in reference:  # PostgreSQL text cannot hold NUL: no case has such a reference
+        raise Http404("No such case.")
     case = (visible_cases(user).select_related("queue", "assignee", "hosting_partner", "duplicate_of",
                                                "previous_case")
-            .filter(reference=clean_reference(reference)).first())
+            .filter(reference=reference).first())
     if case is None:
         raise Http404("No such case.")
     return case
@@ -273,6 +285,10 @@ def case_assessments(case: Case) -> QuerySet[Assessment]:
     return (case.assessments.select_related("assessor", "verdict", "clause", "media_type", "age_group", "gender",
                                             "site_type")
             .prefetch_related("verdict__mappings").order_by("created_at", "id"))
+
+
+def latest_trace(case: Case) -> HostingTrace | None:
+    return case.traces.order_by("-traced_at", "-id").first()
 
 
 def case_history(case: Case, *, limit: int = 200) -> list[AuditEvent]:

@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from reports import selectors, services
 from reports.models import Case, Report
@@ -43,6 +44,10 @@ def _case_action(perm: str) -> Callable[..., Any]:
                 response = action(request, case)
             except ReviewError as error:
                 messages.error(request, str(error))
+                if request.htmx:
+                    # htmx would follow a redirect and swap the page it leads to into its target (a table row):
+                    # have it reload the page it is on instead, which shows the message.
+                    return HttpResponseClientRefresh()
                 response = None
             return response or _back(request, case)
 
@@ -63,7 +68,8 @@ def triage(request: HttpRequest) -> HttpResponse:
     queue_ids = selectors.queue_ids_for(request.user)
     form = TriageFilterForm(request.GET or None, queue_ids=queue_ids)
     if request.GET and not form.is_valid():
-        return render(request, "reports/triage.html", {"form": form, "page": None, "counts": None}, status=400)
+        template = "reports/triage.html#case-list" if request.htmx else "reports/triage.html"
+        return render(request, template, {"form": form, "page": None, "counts": None}, status=400)
     filters = form.filters() if request.GET else selectors.TriageFilters()
     cursor = form.cleaned_data.get("cursor") if request.GET else None
     page = selectors.triage_page(request.user, filters, after=cursor)
@@ -135,7 +141,8 @@ def _case_context(request: HttpRequest, case: Case, **forms: Any) -> dict[str, A
         "case": case,
         "holds": holds,
         "supervises": supervises,
-        "can_claim": user.has_perm(WORK) and case.assignee_id is None and case.status in services.CLAIMABLE_STATUSES,
+        "can_claim": user.has_perm(WORK) and case.is_claimable and not (
+            case.status == Case.Status.AWAITING_SECOND_OPINION and case.assessments.filter(assessor=user).exists()),
         "reports": selectors.case_reports(case),
         "assessments": selectors.case_assessments(case),
         "trace": selectors.latest_trace(case),
@@ -209,10 +216,13 @@ def reveal_contact(request: HttpRequest, case: Case) -> HttpResponse | None:
     form = ReasonForm(request.POST)
     if not form.is_valid():
         raise ReviewError(_("Give a reason for revealing the reporter's contact."))
-    report = Report.objects.filter(cases=case, reference=request.POST.get("report", "")).first()
+    reference = request.POST.get("report", "")
+    # PostgreSQL text cannot hold NUL: a reference with one names no report (and must not reach the query).
+    report = None if "\x00" in reference else Report.objects.filter(cases=case, reference=reference).first()
     if report is None:
         raise Http404("No such report.")
-    contact = services.reveal_reporter_contact(report.pk, actor=request.user, reason=form.cleaned_data["reason"])
+    contact = services.reveal_reporter_contact(report.pk, actor=request.user, reason=form.cleaned_data["reason"],
+                                               case_id=case.pk)
     response = render(request, "reports/case.html",
                       _case_context(request, case, revealed={"report": report.reference, "contact": contact}))
     response["Cache-Control"] = "no-store"
@@ -242,10 +252,14 @@ def _team_context(request: HttpRequest, **forms: Any) -> dict[str, Any]:
 @_case_action(SUPERVISE)
 def reassign(request: HttpRequest, case: Case) -> HttpResponse | None:
     form = ReassignForm(request.POST)
-    if not form.is_valid():
-        raise ReviewError(" ".join(str(e) for errors in form.errors.values() for e in errors))
-    services.reassign_case(case.pk, actor=request.user, to_user=form.cleaned_data["to_user"],
-                           reason=form.cleaned_data["reason"])
+    try:
+        if not form.is_valid():
+            raise ReviewError(" ".join(str(e) for errors in form.errors.values() for e in errors))
+        services.reassign_case(case.pk, actor=request.user, to_user=form.cleaned_data["to_user"],
+                               reason=form.cleaned_data["reason"])
+    except ReviewError as error:
+        messages.error(request, str(error))
+        return redirect("team")  # back where the supervisor was
     messages.success(request, _("%(case)s now belongs to %(user)s.")
                      % {"case": case.reference, "user": form.cleaned_data["to_user"]})
     return redirect("team")

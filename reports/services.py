@@ -375,7 +375,7 @@ def _reason(reason: str, *, required: bool = True) -> str:
 
 
 @transaction.atomic
-def reveal_reporter_contact(report_id: int, *, actor: Any, reason: str) -> str:
+def reveal_reporter_contact(report_id: int, *, actor: Any, reason: str, case_id: int | None = None) -> str:
     """Decrypt a reporter's contact for a user allowed to see it; every reveal is audited with its reason."""
     from evidence.crypto import open_sealed
     from evidence.keys import keyring_from_settings
@@ -389,7 +389,7 @@ def reveal_reporter_contact(report_id: int, *, actor: Any, reason: str) -> str:
     if report.contact_sealed is None:
         raise ReviewError("The reporter chose to stay anonymous.")
     text = _reason(reason)
-    audit.record(actor=actor, action=audit.Action.REPORTER_CONTACT_REVEALED, target=report,
+    audit.record(actor=actor, action=audit.Action.REPORTER_CONTACT_REVEALED, target=report, case_id=case_id,
                  data={"report": report.reference, "reason": text})
     return open_sealed(bytes(report.contact_sealed), aad=contact_aad(report.reference),
                        keyring=keyring_from_settings()).decode()

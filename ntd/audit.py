@@ -89,6 +89,11 @@ class Action(models.TextChoices):
     QUEUE_ACCESS_REVOKED = "queue.access_revoked", "Queue access revoked"
     SCHEME_CHANGED = "scheme.changed", "Classification scheme changed"
     HOSTING_NETWORK_CHANGED = "hosting_network.changed", "Hosting network mapping changed"
+    CASE_VIEWED = "case.viewed", "Case viewed by an auditor"
+    TIMELINE_EXPORTED = "timeline.exported", "Case timeline exported"
+    AUDIT_LOG_EXPORTED = "audit_log.exported", "Audit log exported"
+    EXPORT_DOWNLOADED = "export.downloaded", "Prepared export downloaded"
+    AUDIT_VERIFICATION_STARTED = "audit.verification_started", "Audit log verification started"
 
 
 class ActorType(models.TextChoices):
@@ -117,7 +122,13 @@ class AuditEvent(models.Model):
             ("verify_audit_log", "Can verify the audit log"),
             ("export_audit_log", "Can export the audit log and case timelines"),
         ]
-        indexes = [models.Index(fields=["actor_type", "actor_id", "seq"], name="audit_actor_idx")]
+        indexes = [
+            models.Index(fields=["actor_type", "actor_id", "seq"], name="audit_actor_idx"),
+            # The auditor's filters and the case timeline (events about a case's reports and notices).
+            models.Index(fields=["target_type", "target_id", "seq"], name="audit_target_idx"),
+            models.Index(fields=["action", "seq"], name="audit_action_idx"),
+            models.Index(fields=["at"], name="audit_at_idx"),
+        ]
         triggers = [
             pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
             pgtrigger.Trigger(

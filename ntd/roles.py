@@ -48,6 +48,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "takedown.delete_hostingnetwork",
     ],
     AUDITOR: [
+        "reports.view_case", "reports.view_all_cases",
         "ntd.view_auditevent", "ntd.verify_audit_log", "ntd.export_audit_log",
         "ntd.reveal_analyst_identity", "takedown.view_partner",
     ],

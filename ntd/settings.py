@@ -376,6 +376,12 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # --- The audit log ---------------------------------------------------------------------------------
 # Checkpoints are signed with a key the database never holds and written outside the database.
 AUDIT_CHECKPOINT_KEY = _required("AUDIT_CHECKPOINT_KEY", "dev-only-audit-checkpoint-key")
+# Exports too large to stream in one request (more events than EXPORT_ASYNC_ABOVE) are written here by a worker
+# and kept for EXPORT_KEEP_HOURS; a PDF of more than EXPORT_PDF_MAX_EVENTS events is refused (use CSV).
+EXPORT_DIR = Path(env.str("EXPORT_DIR", str(BASE_DIR / "var" / "exports")))
+EXPORT_ASYNC_ABOVE = env.int("EXPORT_ASYNC_ABOVE", 50_000)
+EXPORT_KEEP_HOURS = env.int("EXPORT_KEEP_HOURS", 24)
+EXPORT_PDF_MAX_EVENTS = env.int("EXPORT_PDF_MAX_EVENTS", 5_000)
 AUDIT_CHECKPOINT_PATH = Path(env.str("AUDIT_CHECKPOINT_PATH", str(BASE_DIR / "var" / "audit-checkpoints.jsonl")))
 AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", 1000)
 

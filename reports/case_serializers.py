@@ -106,7 +106,7 @@ class TriageQueryIn(StrictInput):
 
     def validate_queue(self, value: int | None) -> int | None:
         """As on the triage page: only a queue granted to the user (context["user"]) is a choice."""
-        if value is not None and value not in selectors.queue_ids_for(self.context["user"]):
+        if value is not None and value not in selectors.readable_queue_ids(self.context["user"]):
             raise serializers.ValidationError("You are not granted a queue with this id.")
         return value
 

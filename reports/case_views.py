@@ -65,7 +65,7 @@ def _case_action(perm: str) -> Callable[..., Any]:
 @require_GET
 def triage(request: HttpRequest) -> HttpResponse:
     """The user's queues in urgency order, filtered, a page at a time (keyset), with counts per status."""
-    queue_ids = selectors.queue_ids_for(request.user)
+    queue_ids = selectors.readable_queue_ids(request.user)
     form = TriageFilterForm(request.GET or None, queue_ids=queue_ids)
     if request.GET and not form.is_valid():
         template = "reports/triage.html#case-list" if request.htmx else "reports/triage.html"
@@ -129,6 +129,7 @@ def release(request: HttpRequest, case: Case) -> HttpResponse | None:
 def case_detail(request: HttpRequest, reference: str) -> HttpResponse:
     case = selectors.case_for(request.user, reference)
     services.keep_claim_alive(case, actor=request.user)
+    services.note_case_viewed(case, actor=request.user)
     return render(request, "reports/case.html", _case_context(request, case))
 
 

@@ -154,6 +154,7 @@ class Case(models.Model):
             ("work_case", "Can take, claim, release and assess cases in granted queues"),
             ("supervise_case", "Can reassign, decide disagreements, close duplicates and reopen cases"),
             ("reveal_reporter_contact", "Can reveal a reporter's contact (audited, with a reason)"),
+            ("view_all_cases", "Can read every case in every queue, changing nothing (auditors; each view audited)"),
         ]
         constraints = [
             # One open case per URL: concurrent reports of one URL meet here, not in a check-then-insert.

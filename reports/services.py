@@ -383,7 +383,7 @@ def reveal_reporter_contact(report_id: int, *, actor: Any, reason: str, case_id:
 
     if not actor.has_perm(REVEAL_CONTACT):
         raise PermissionDenied
-    report = Report.objects.filter(pk=report_id, cases__queue_id__in=selectors.queue_ids_for(actor)).first()
+    report = Report.objects.filter(pk=report_id, cases__queue_id__in=selectors.readable_queue_ids(actor)).first()
     if report is None:
         raise Http404("No such report.")
     if report.contact_sealed is None:
@@ -393,6 +393,14 @@ def reveal_reporter_contact(report_id: int, *, actor: Any, reason: str, case_id:
                  data={"report": report.reference, "reason": text})
     return open_sealed(bytes(report.contact_sealed), aad=contact_aad(report.reference),
                        keyring=keyring_from_settings()).decode()
+
+
+def note_case_viewed(case: Case, *, actor: Any) -> None:
+    """An auditor (who reads every queue but works none) opened the case: that reading is on the record too."""
+    if actor.has_perm("reports.view_all_cases") and case.queue_id not in selectors.queue_ids_for(actor):
+        with transaction.atomic():
+            audit.record(actor=actor, action=audit.Action.CASE_VIEWED, target=case, case_id=case.pk,
+                         data={"case": case.reference})
 
 
 # --- hosting trace ---------------------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Pango for WeasyPrint (the auditor's PDF exports); fonts so the PDFs have text to draw with.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first: a change to the code alone does not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir ntd reports takedown evidence staffwelfare \

@@ -121,8 +121,10 @@ class Describer:
                 clause = f", clause {d['clause']}" if d.get("clause") else ""
                 kind = {"second": "Second opinion", "decision": "Decision"}.get(d.get("kind", ""), "Assessed")
                 return f"{kind}: {self.verdict(d.get('verdict', '')).lower()}{clause}, by {actor}"
-            case Action.CASE_CLAIMED | Action.CASE_RELEASED:
-                return f"{label} by {actor}"
+            case Action.CASE_CLAIMED:
+                return f"Claimed by {actor}"
+            case Action.CASE_RELEASED:
+                return f"Released to the queue by {actor}"
             case Action.CASE_REASSIGNED:
                 return (f"Reassigned by {actor} to {self.actor(ActorType.USER, str(d.get('to_user', '')))}: "
                         f"{d.get('reason', '')}")

@@ -3,7 +3,7 @@ import secrets
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
-from ntd.audit import AuditEvent
+from ntd.audit import AuditEvent, Fault
 
 __all__ = ["AuditEvent", "User"]
 
@@ -109,3 +109,16 @@ class VerificationRun(models.Model):
         if self.status in (self.Status.PASSED, self.Status.FAILED):
             return 100
         return int(100 * self.checked / self.total) if self.total else 0
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def seconds(self) -> float | None:
+        """From the request to the verdict."""
+        return (self.finished_at - self.requested_at).total_seconds() if self.finished_at else None
+
+    @property
+    def fault_label(self) -> str:
+        return Fault(self.fault).label if self.fault in Fault.values else self.fault

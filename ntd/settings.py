@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from environs import Env
@@ -176,6 +177,10 @@ CELERY_REDBEAT_KEY_PREFIX = "ntd:redbeat:"
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "ntd.tasks.checkpoint_audit_log_task", "schedule": 300.0},
     "expire-claims": {"task": "reports.tasks.expire_claims_task", "schedule": 60.0},
+    "expire-exports": {"task": "ntd.tasks.expire_export_jobs_task", "schedule": 600.0},
+    # The whole chain and the checkpoints, nightly (UTC); a failure alerts the admins (ntd.verification).
+    "audit-verify-nightly": {"task": "ntd.tasks.verify_audit_log_nightly_task",
+                             "schedule": crontab(hour=2, minute=30)},
 }
 
 # --- Review ----------------------------------------------------------------------------------------
@@ -413,6 +418,8 @@ LOGGING = logging_config(json=LOG_JSON, level=LOG_LEVEL, loggers={
     "django": LOG_LEVEL,
     "django.server": "WARNING",
     "axes": "WARNING",
+    "weasyprint": "WARNING",  # one INFO line per page of a PDF otherwise
+    "fontTools": "WARNING",
     # Celery gives task loggers a handler of its own unless they already have one.
     "celery.task": LOG_LEVEL,
 })

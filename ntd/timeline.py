@@ -10,30 +10,52 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import Q, QuerySet
 
 from ntd.audit import Action, ActorType, AuditEvent
 
 CHUNK = 2000
+# A timeline entry as a flat record: the exports' columns, in order (TimelineEntry.row() and .cells()).
+COLUMNS = ("seq", "at", "actor", "action", "description", "target", "case_id", "hash", "prev_hash")
 
 
-@dataclass(frozen=True)
+class EventRow(NamedTuple):
+    """An audit event as the timeline reads it: AuditEvent's fields, read as a row (no model instance to build, which
+    is most of the cost of a long export). Read-only, like the event itself."""
+
+    seq: int
+    at: datetime
+    actor_type: str
+    actor_id: str
+    action: str
+    target_type: str
+    target_id: str
+    case_id: int | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class TimelineEntry:
     seq: int
     at: datetime
     actor: str  # "A-7K3M2" (pseudonym), "name (A-7K3M2)" internally, a partner's name, or "ntd"
     action: str
     description: str  # the event in plain words
-    event: AuditEvent  # the event itself: its chain fields and hashes
+    event: AuditEvent | EventRow  # the event itself: its chain fields and hashes
+
+    def cells(self) -> tuple[Any, ...]:
+        """The entry's values in the order of COLUMNS (what a CSV row holds)."""
+        e = self.event
+        return (self.seq, _iso(self.at), self.actor, self.action, self.description,
+                f"{e.target_type}:{e.target_id}".strip(":"), e.case_id, e.hash, e.prev_hash)
 
     def row(self) -> dict[str, Any]:
         """The entry as a flat, JSON-safe record (the exports' columns)."""
-        e = self.event
-        return {"seq": self.seq, "at": _iso(self.at), "actor": self.actor, "action": self.action,
-                "description": self.description, "target": f"{e.target_type}:{e.target_id}".strip(":"),
-                "case_id": e.case_id, "hash": e.hash, "prev_hash": e.prev_hash}
+        return dict(zip(COLUMNS, self.cells(), strict=True))
 
 
 def _iso(moment: datetime) -> str:
@@ -51,18 +73,20 @@ def case_events(case: Any) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(about).order_by("seq")
 
 
+def event_rows(events: QuerySet[AuditEvent]) -> Iterator[EventRow]:
+    """The events in chain order as rows, streamed from the database in chunks (flat memory for long runs)."""
+    rows = events.order_by("seq").values_list(*EventRow._fields).iterator(chunk_size=CHUNK)
+    return map(EventRow._make, rows)
+
+
 def case_timeline(case: Any, *, name_analysts: bool = False) -> Iterator[TimelineEntry]:
     """The case's timeline, streamed from the database in chunks (flat memory for long ones)."""
-    words = Describer(name_analysts=name_analysts)
-    for event in case_events(case).iterator(chunk_size=CHUNK):
-        yield words.entry(event)
+    return log_timeline(case_events(case), name_analysts=name_analysts)
 
 
 def log_timeline(events: QuerySet[AuditEvent], *, name_analysts: bool = False) -> Iterator[TimelineEntry]:
     """Any run of the audit log (a time range, a filter) as timeline entries."""
-    words = Describer(name_analysts=name_analysts)
-    for event in events.order_by("seq").iterator(chunk_size=CHUNK):
-        yield words.entry(event)
+    return map(Describer(name_analysts=name_analysts).entry, event_rows(events))
 
 
 class Describer:
@@ -73,9 +97,9 @@ class Describer:
         self._actors: dict[tuple[str, str], str] = {}
         self._verdicts: dict[str, str] | None = None
 
-    def entry(self, event: AuditEvent) -> TimelineEntry:
-        return TimelineEntry(event.seq, event.at, self.actor(event.actor_type, event.actor_id), event.action,
-                             self.describe(event), event)
+    def entry(self, event: AuditEvent | EventRow) -> TimelineEntry:
+        actor = self.actor(event.actor_type, event.actor_id)
+        return TimelineEntry(event.seq, event.at, actor, event.action, self._describe(event, actor), event)
 
     def actor(self, actor_type: str, actor_id: str) -> str:
         key = (actor_type, actor_id)
@@ -105,9 +129,12 @@ class Describer:
             self._verdicts = dict(Verdict.objects.values_list("code", "label"))
         return self._verdicts.get(code, code)
 
-    def describe(self, event: AuditEvent) -> str:
-        d, actor = event.data or {}, self.actor(event.actor_type, event.actor_id)
-        label = _label(event.action)
+    def describe(self, event: AuditEvent | EventRow) -> str:
+        return self._describe(event, self.actor(event.actor_type, event.actor_id))
+
+    def _describe(self, event: AuditEvent | EventRow, actor: str) -> str:
+        d = event.data or {}
+        label = _LABELS.get(event.action, event.action)
         match event.action:
             case Action.REPORT_RECEIVED:
                 return (f"Report {d.get('reference', '')} received ({d.get('channel', '')}, from "
@@ -144,8 +171,5 @@ class Describer:
         return f"{label}{moved}"
 
 
-def _label(action: str) -> str:
-    try:
-        return str(Action(action).label)
-    except ValueError:
-        return action
+# An action's label, or the action itself when it is not (or no longer) one of Action's.
+_LABELS = {action.value: str(action.label) for action in Action}

@@ -9,7 +9,7 @@ from django.urls import include, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from ntd import views
+from ntd import export_views, job_views, verify_views, views
 from reports.api import PartnerReportDetailView, PartnerReportsView
 
 
@@ -39,6 +39,15 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("audit/", views.audit_log, name="audit_log"),
+    path("audit/export/", export_views.audit_export, name="audit_export"),
+    path("audit/exports/<int:pk>/", job_views.export_job, name="export_job"),
+    path("audit/exports/<int:pk>/download/", job_views.export_job_download, name="export_job_download"),
+    path("audit/cases/<str:reference>/export/<str:format>/", export_views.case_timeline_export,
+         name="case_timeline_export"),
+    path("audit/verify/", verify_views.verify_page, name="audit_verify"),
+    path("audit/verify/start/", verify_views.verify_start, name="audit_verify_start"),
+    path("audit/verify/progress/", verify_views.verify_progress, name="audit_verify_progress"),
+    path("audit/cases/<str:reference>/", views.case_timeline, name="case_timeline"),
     path("", include("reports.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

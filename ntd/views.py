@@ -16,8 +16,9 @@ from rest_framework.response import Response
 
 from ntd import selectors
 from ntd.celery import app as celery_app
+from ntd.forms import AuditSearchForm
 from ntd.permissions import HasPartnerAPIKey
-from ntd.roles import ROLE_LABELS, roles_of
+from ntd.roles import ADMIN, AUDITOR, ROLE_LABELS, roles_of
 
 
 @login_not_required
@@ -36,6 +37,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "recent_events": selectors.recent_audit_events(limit=10)
         if request.user.has_perm("ntd.view_auditevent")
         else None,
+        "failed_verification": selectors.failed_verification() if {ADMIN, AUDITOR} & set(roles) else None,
     }
     return render(request, "ntd/home.html", context)
 
@@ -43,8 +45,41 @@ def home(request: HttpRequest) -> HttpResponse:
 @permission_required("ntd.view_auditevent", raise_exception=True)
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
-    events = selectors.recent_audit_events(limit=100)
-    return render(request, "ntd/audit_log.html", {"events": events})
+    """The audit log, newest first, searched by time range, actor, action, case and target."""
+    form = AuditSearchForm(request.GET or None)
+    if request.GET and not form.is_valid():
+        return render(request, "ntd/audit_log.html", {"form": form, "page": None}, status=400)
+    page = selectors.search_audit_log(form.filters() if request.GET else selectors.AuditFilters())
+    older = None
+    if page.older is not None:
+        query = request.GET.copy()
+        query["before"] = str(page.older)
+        older = query.urlencode()
+    entries = selectors.describe(page.events, with_names=request.user.has_perm("ntd.reveal_analyst_identity"))
+    return render(request, "ntd/audit_log.html", {"form": form, "page": page, "entries": entries, "older": older})
+
+
+TIMELINE_PAGE_LIMIT = 1000
+
+
+@permission_required("ntd.view_auditevent", raise_exception=True)
+@require_GET
+def case_timeline(request: HttpRequest, reference: str) -> HttpResponse:
+    """Everything that happened to one case, in order and in words (an auditor's reading is recorded too)."""
+    from itertools import islice
+
+    from ntd.timeline import case_timeline as timeline
+    from reports import selectors as cases
+    from reports.services import note_case_viewed
+
+    case = cases.case_for(request.user, reference)
+    note_case_viewed(case, actor=request.user)
+    entries = list(islice(timeline(case, name_analysts=request.user.has_perm("ntd.reveal_analyst_identity")),
+                          TIMELINE_PAGE_LIMIT + 1))
+    return render(request, "ntd/timeline.html", {
+        "case": case, "entries": entries[:TIMELINE_PAGE_LIMIT], "truncated": len(entries) > TIMELINE_PAGE_LIMIT,
+        "formats": [("csv", "CSV"), ("jsonl", "JSON Lines"), ("pdf", "PDF"), ("bundle", "Hashed bundle (ZIP)")],
+    })
 
 
 @login_not_required

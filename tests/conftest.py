@@ -15,7 +15,8 @@ from ntd import roles
 from ntd.models import User
 from takedown.models import Partner, PartnerAPIKey
 
-pytest_plugins = ["tests.celery_worker"]  # task_queue and celery_worker: a real Celery worker in a thread
+# task_queue and celery_worker: a real Celery worker in a thread; mailbox: a real SMTP server on loopback
+pytest_plugins = ["tests.celery_worker", "tests.mailbox"]
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 PASSWORD = "correct-horse-battery-staple"

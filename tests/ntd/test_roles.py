@@ -47,5 +47,5 @@ def test_navigation_shows_each_role_only_what_it_may_use(make_staff):
     assert labels(make_staff().user) == ["Home"]  # no role yet: nothing it would be refused
     assert labels(make_staff(roles.ANALYST).user) == ["Home", "Cases", "API documentation"]
     assert labels(make_staff(roles.SUPERVISOR).user) == ["Home", "Cases", "Team", "API documentation"]
-    assert labels(make_staff(roles.AUDITOR).user) == ["Home", "Audit log", "API documentation"]
+    assert labels(make_staff(roles.AUDITOR).user) == ["Home", "Cases", "Audit log", "API documentation"]
     assert labels(make_staff(roles.ADMIN).user) == ["Home", "API documentation", "Administration"]

@@ -9,15 +9,11 @@ takes a message another test left on the broker.
 from __future__ import annotations
 
 import email
-import email.policy
 import re
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
-from aiosmtpd.controller import Controller
 from django.conf import settings as django_settings
 from django.test import Client
 
@@ -31,6 +27,7 @@ from reports.models import Case, Report
 from reports.references import status_secret_digest
 from reports.tasks import send_acknowledgement_task
 from tests.celery_worker import Worker
+from tests.mailbox import Mailbox
 from tests.security.test_no_reporter_trace import database_text, redis_content
 
 ADDRESS = "reporter.4711@example.org"
@@ -38,41 +35,7 @@ OTHER_ADDRESS = "someone.else.0815@example.net"
 NO_MATCH = "No report matches this reference and code."
 
 
-# --- A real SMTP server, a real worker -------------------------------------------------------------------
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def messages(self) -> list[email.message.EmailMessage]:
-        return [email.message_from_bytes(e.original_content or e.content, policy=email.policy.default)
-                for e in self.envelopes]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def mailbox(settings: Any) -> Iterator[Mailbox]:
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-                                    "OPTIONS": {"host": "127.0.0.1", "port": controller.port, "timeout": 10}}}
-    try:
-        yield box
-    finally:
-        controller.stop()
+# --- A real SMTP server (the `mailbox` of tests/mailbox.py), a real worker -----------------------------------
 
 
 class AckWorker:

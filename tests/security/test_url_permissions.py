@@ -57,6 +57,19 @@ ROUTES: dict[str, dict[str, Outcome]] = {
     "healthz": expect(200, staff=200),
     "readyz": expect(200, staff=200),
     "audit/": expect(staff=403, auditor=200, superuser=200),
+    "audit/cases/<str:reference>/": expect(staff=403, auditor=404, superuser=404),  # a case's timeline
+    # Exports (ntd.export_audit_log: the auditor and the superuser). The form, and the timeline page's direct
+    # download links; the walk's case reference exists nowhere, so those are a 404 once the permission is checked.
+    "audit/export/": expect(staff=403, auditor=200, superuser=200),
+    "audit/cases/<str:reference>/export/<str:format>/": expect(staff=403, auditor=404, superuser=404),
+    # Prepared exports (ntd.export_audit_log), each only for the user who asked for it: the walk's job id belongs to
+    # no job, so it is the same 404 as someone else's job once the permission is checked.
+    "audit/exports/<int:pk>/": expect(staff=403, auditor=404, superuser=404),
+    "audit/exports/<int:pk>/download/": expect(staff=403, auditor=404, superuser=404),
+    # Verifying the audit chain (ntd.verify_audit_log): starting a run takes a POST.
+    "audit/verify/": expect(staff=403, auditor=200, superuser=200),
+    "audit/verify/start/": expect(staff=403, auditor=405, superuser=405),
+    "audit/verify/progress/": expect(staff=403, auditor=200, superuser=200),
     # Public reporting: open to everyone, signed in or not.
     "report/": expect(200, staff=200),
     "report/received/": expect("→/report/", staff="→/report/"),  # without a fresh receipt
@@ -67,11 +80,12 @@ ROUTES: dict[str, dict[str, Outcome]] = {
     "api/v1/reports/<str:reference>": expect(403, staff=403, partner=404),  # not one of this partner's
     # Review pages. The walk grants no queue, so a case reference is a 404 for those who may look at cases;
     # the actions take a POST (405 to a GET once the permission is checked).
-    "cases/": expect(staff=403, analyst=200, supervisor=200, superuser=200),
+    # The auditor reads every case (and no case of the walk's exists: 404) but may take none (403 on actions).
+    "cases/": expect(staff=403, analyst=200, supervisor=200, auditor=200, superuser=200),
     "cases/next/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
     "cases/team/": expect(staff=403, supervisor=200, superuser=200),
     "cases/team/duplicates/": expect(staff=403, supervisor=405, superuser=405),
-    "cases/<str:reference>/": expect(staff=403, analyst=404, supervisor=404, superuser=404),
+    "cases/<str:reference>/": expect(staff=403, analyst=404, supervisor=404, auditor=404, superuser=404),
     "cases/<str:reference>/claim/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
     "cases/<str:reference>/release/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
     "cases/<str:reference>/assess/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
@@ -82,9 +96,10 @@ ROUTES: dict[str, dict[str, Outcome]] = {
     "cases/<str:reference>/reveal/": expect(staff=403, supervisor=405, superuser=405),
     # The staff case API (reports.case_api): view_case to read, work_case to act (GET on an action is 405 once
     # the permission lets the caller in). The walk grants no queue: the list is empty and no case is found.
-    "api/v1/cases/": expect(403, staff=403, analyst=200, supervisor=200, superuser=200),
+    "api/v1/cases/": expect(403, staff=403, analyst=200, supervisor=200, auditor=200, superuser=200),
     "api/v1/cases/next/": expect(403, staff=403, analyst=405, supervisor=405, superuser=405),
-    "api/v1/cases/<str:reference>/": expect(403, staff=403, analyst=404, supervisor=404, superuser=404),
+    "api/v1/cases/<str:reference>/": expect(403, staff=403, analyst=404, supervisor=404, auditor=404,
+                                            superuser=404),
     "api/v1/cases/<str:reference>/claim/": expect(403, staff=403, analyst=405, supervisor=405, superuser=405),
     "api/v1/cases/<str:reference>/release/": expect(403, staff=403, analyst=405, supervisor=405, superuser=405),
     "api/v1/cases/<str:reference>/assess/": expect(403, staff=403, analyst=405, supervisor=405, superuser=405),
@@ -317,6 +332,8 @@ def url_values(make_staff: Any, partner_key: tuple[Partner, str]) -> dict[str, s
         "key": "not-a-key",
         "uidb36": "1",
         "reference": "NO-SUCH-REFERENCE",
+        "format": "csv",  # an export format (audit/cases/<reference>/export/<format>/)
+        "pk": "999999",  # a prepared export that does not exist (audit/exports/<pk>/)
     }
 
 

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from ntd import audit
+from ntd import audit, verification
 
 
 class Command(BaseCommand):
@@ -19,7 +19,4 @@ class Command(BaseCommand):
         self.stdout.write(result.describe())
         if not options["no_record"]:
             with transaction.atomic():
-                audit.record(
-                    actor="system", action=audit.Action.AUDIT_VERIFIED,
-                    data={"up_to": result.last_seq, "head": result.head_hash, "ok": True},
-                )
+                verification.record_verified(result)

@@ -36,12 +36,13 @@ RUN DEBUG=0 \
     NTD_PUBLIC_URL=http://localhost \
     python manage.py collectstatic --no-input
 
-# An unprivileged user; it owns only the audit checkpoint folder (a volume in docker-compose.yml).
+# An unprivileged user; it owns only the audit checkpoint and export folders (volumes in docker-compose.yml).
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home --shell /usr/sbin/nologin ntd \
-    && mkdir -p /var/lib/ntd/audit \
+    && mkdir -p /var/lib/ntd/audit /var/lib/ntd/exports \
     && chown -R ntd:ntd /var/lib/ntd
 USER ntd
 
-ENV AUDIT_CHECKPOINT_PATH=/var/lib/ntd/audit/checkpoints.jsonl
+ENV AUDIT_CHECKPOINT_PATH=/var/lib/ntd/audit/checkpoints.jsonl \
+    EXPORT_DIR=/var/lib/ntd/exports
 EXPOSE 8000
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "ntd.wsgi"]

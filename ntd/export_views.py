@@ -112,7 +112,9 @@ def case_timeline_export(request: HttpRequest, reference: str, format: str) -> H
 
 def _export(request: HttpRequest, export: exports.ExportRequest, form: ExportForm) -> HttpResponse:
     try:
-        if export.count() > settings.EXPORT_ASYNC_ABOVE:
+        # A PDF is laid out whole (~120 events a second here): beyond a few hundred it is a job, not a request.
+        limit = settings.EXPORT_PDF_SYNC_MAX if export.format == "pdf" else settings.EXPORT_ASYNC_ABOVE
+        if export.count() > limit:
             from ntd.export_jobs import start_export_job
 
             job = start_export_job(export, actor=request.user)

@@ -146,6 +146,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The zero-setup mode of `make run`: an embedded broker in a folder, no Redis needed.
     _broker_dir = BASE_DIR / "var" / "broker"
+    for _folder in (_broker_dir / "processed", _broker_dir / "control"):  # any process may be the first to send
+        _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
@@ -382,11 +384,13 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Checkpoints are signed with a key the database never holds and written outside the database.
 AUDIT_CHECKPOINT_KEY = _required("AUDIT_CHECKPOINT_KEY", "dev-only-audit-checkpoint-key")
 # Exports too large to stream in one request (more events than EXPORT_ASYNC_ABOVE) are written here by a worker
-# and kept for EXPORT_KEEP_HOURS; a PDF of more than EXPORT_PDF_MAX_EVENTS events is refused (use CSV).
+# and kept for EXPORT_KEEP_HOURS; a PDF of more than EXPORT_PDF_SYNC_MAX events is a worker's job too, and one of
+# more than EXPORT_PDF_MAX_EVENTS events is refused (use CSV).
 EXPORT_DIR = Path(env.str("EXPORT_DIR", str(BASE_DIR / "var" / "exports")))
 EXPORT_ASYNC_ABOVE = env.int("EXPORT_ASYNC_ABOVE", 50_000)
 EXPORT_KEEP_HOURS = env.int("EXPORT_KEEP_HOURS", 24)
 EXPORT_PDF_MAX_EVENTS = env.int("EXPORT_PDF_MAX_EVENTS", 5_000)
+EXPORT_PDF_SYNC_MAX = env.int("EXPORT_PDF_SYNC_MAX", 500)  # a longer PDF is laid out by a worker
 AUDIT_CHECKPOINT_PATH = Path(env.str("AUDIT_CHECKPOINT_PATH", str(BASE_DIR / "var" / "audit-checkpoints.jsonl")))
 AUDIT_CHECKPOINT_EVERY = env.int("AUDIT_CHECKPOINT_EVERY", 1000)
 

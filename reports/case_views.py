@@ -74,7 +74,7 @@ def triage(request: HttpRequest) -> HttpResponse:
     cursor = form.cleaned_data.get("cursor") if request.GET else None
     page = selectors.triage_page(request.user, filters, after=cursor)
     context = {"form": form, "page": page, "next_query": _next_query(request, page),
-               "has_queues": bool(queue_ids)}
+               "has_queues": bool(queue_ids), **_row_context(request)}
     if request.htmx:
         return render(request, "reports/triage.html#case-list", context)
     context["counts"] = [(Case.Status(s), n) for s, n in selectors.status_counts(request.user).items()]
@@ -111,7 +111,12 @@ def claim(request: HttpRequest, case: Case) -> HttpResponse | None:
 def _row(request: HttpRequest, reference: str) -> HttpResponse:
     case = selectors.case_for(request.user, reference)
     rows = selectors.triage_rows(request.user, [case])
-    return render(request, "reports/triage.html#case-row", {"row": rows[0]})
+    return render(request, "reports/triage.html#case-row", {"row": rows[0], **_row_context(request)})
+
+
+def _row_context(request: HttpRequest) -> dict[str, Any]:
+    """What every row needs, worked out once per page rather than once per row."""
+    return {"cases_url": reverse("triage"), "can_work": request.user.has_perm(WORK)}
 
 
 @_case_action(WORK)

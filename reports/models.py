@@ -164,7 +164,8 @@ class Case(models.Model):
         ]
         indexes = [
             models.Index(fields=["url_key"], name="case_url_key_idx"),
-            models.Index(fields=["-priority", "first_reported_at", "id"], name="case_urgency_idx",
+            # The triage list in urgency order; the queue is checked in the index (a small queue reads few rows).
+            models.Index(fields=["-priority", "first_reported_at", "id", "queue"], name="case_urgency_idx",
                          condition=Q(closed_at__isnull=True)),
             # "Next case": the most urgent unclaimed case in urgency order; the queue is checked in the index.
             models.Index(fields=["-priority", "first_reported_at", "id", "queue"], name="case_claimable_idx",

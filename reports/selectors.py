@@ -257,7 +257,7 @@ def triage_rows(user: Any, cases: list[Case]) -> list[TriageRow]:
 OPEN_STATUSES = [status for status in Case.Status.values if status not in CLOSED_STATUSES]
 
 
-def status_counts(user: Any, *, cap: int = 10_000) -> dict[str, int | None]:
+def status_counts(user: Any, *, cap: int = 1_000) -> dict[str, int | None]:
     """Open cases per status in the user's queues, in one query. Counting stops at `cap` (None: "more than cap"),
     so each count is a short range of the status index, however large the queue grows."""
     queue_ids = readable_queue_ids(user)

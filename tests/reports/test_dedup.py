@@ -7,12 +7,8 @@ concurrent tests really commit, from one connection per thread.
 from __future__ import annotations
 
 import random
-import threading
-from collections.abc import Callable, Sequence
-from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from ntd import audit
@@ -21,6 +17,7 @@ from reports import intake
 from reports.models import Case, Report, ReportURL
 from reports.normalise import normalise
 from takedown.models import Partner
+from tests.concurrency import run_at_once
 
 CANONICAL = "http://xn--bcher-kva.example/~abc/"
 # Fifty spellings of CANONICAL: scheme case and defanging, no scheme at all, IDN and punycode in any case, a
@@ -45,30 +42,6 @@ def reported(*urls: str) -> list[intake.ReportedURL]:
 
 def file_public(*urls: str) -> intake.Filed:
     return intake.file_public_report(urls=reported(*urls), details=DETAILS, contact_email=None)
-
-
-def run_at_once(jobs: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Run each job in its own thread (so on its own database connection), all released together."""
-    start = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-
-    def run(index: int, job: Callable[[], Any]) -> None:
-        try:
-            start.wait()
-            results[index] = job()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test, which fails on it
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    errors = [result for result in results if isinstance(result, BaseException)]
-    assert not errors, errors
-    return results
 
 
 def test_the_spellings_are_one_url_and_the_look_alikes_are_not():

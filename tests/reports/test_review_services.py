@@ -7,8 +7,7 @@ The concurrent test commits for real, from one connection per thread.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -33,6 +32,7 @@ from reports.normalise import normalise
 from reports.selectors import Cursor, TriageFilters
 from reports.services import TRANSITIONS, AssessmentInput, ReviewError
 from takedown.models import Partner
+from tests.concurrency import run_at_once
 from tests.reports.factories import CaseFactory, QueueFactory, Scheme, grant
 
 S = Case.Status
@@ -126,31 +126,6 @@ def in_second_opinion(scheme: Scheme, first: User, verdict: AssessmentInput | No
     services.assess_case(case.pk, actor=first, assessment=verdict or illegal(scheme))
     assert fresh(case).status == S.AWAITING_SECOND_OPINION
     return case
-
-
-def run_at_once(jobs: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Run each job in its own thread (so on its own database connection), all released together."""
-    start = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-
-    def run(index: int, job: Callable[[], Any]) -> None:
-        try:
-            start.wait()
-            results[index] = job()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test, which fails on it
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a worker did not finish"
-    errors = [result for result in results if isinstance(result, BaseException)]
-    assert not errors, errors
-    return results
 
 
 # --- next case -------------------------------------------------------------------------------------------------

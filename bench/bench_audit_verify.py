@@ -26,7 +26,9 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,39 +66,65 @@ def load(n: int, checkpoint_every: int, seed: int) -> None:
     """COPY n events that form a valid chain, and sign a checkpoint every `checkpoint_every` of them."""
     from django.db import connection
 
+    copy_chain(random_events(n, seed), checkpoint_every)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) ntd_auditevent")  # hint bits and statistics, as on a settled table
+
+
+def random_events(n: int, seed: int) -> Iterator[tuple[Any, ...]]:
+    """n events of any action, by users, partners and the system, 70% about a case: (at, actor_type, actor_id,
+    action, target_type, target_id, case_id, data), as `copy_chain()` takes them."""
     from ntd import audit
 
     rng = random.Random(seed)
     actions = sorted(audit.Action.values)
     statuses = ["new", "in_review", "notice_sent", "removed", "closed"]
     at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    prev = audit.GENESIS_HASH
+    for _ in range(n):
+        at += dt.timedelta(microseconds=rng.randrange(1, 2_000_000))
+        kind = rng.random()
+        if kind < 0.6:
+            actor_type, actor_id = "user", str(rng.randrange(1, 60))
+        elif kind < 0.8:
+            actor_type, actor_id = "partner", str(rng.randrange(1, 25))
+        else:
+            actor_type, actor_id = "system", ""
+        case_id = rng.randrange(1, 50_000) if rng.random() < 0.7 else None
+        target_type, target_id = ("reports.case", str(case_id)) if case_id else ("", "")
+        data = {"from": rng.choice(statuses), "to": rng.choice(statuses), "urls": rng.randrange(0, 40)}
+        if rng.random() < 0.2:
+            data["note"] = "réexamen demandé / second look"
+        yield at, actor_type, actor_id, rng.choice(actions), target_type, target_id, case_id, data
+
+
+def copy_chain(events: Iterable[tuple[Any, ...]], checkpoint_every: int,
+               head: tuple[int, str] | None = None) -> tuple[int, str]:
+    """COPY `events` into ntd_auditevent as a valid chain after `head` (seq, hash; default: an empty log).
+
+    Each event is (at, actor_type, actor_id, action, target_type, target_id, case_id, data); its hash is computed
+    here with ntd.audit's own canonical form, so verify_chain() accepts the rows. A checkpoint is signed every
+    `checkpoint_every` sequence numbers and at the last event. One COPY, one transaction; returns the new head."""
+    from django.db import connection
+
+    from ntd import audit
+
+    seq, prev = head or (0, audit.GENESIS_HASH)
+    signed = seq
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY ntd_auditevent ({COLUMNS}) FROM STDIN") as copy:
-        for seq in range(1, n + 1):
-            at += dt.timedelta(microseconds=rng.randrange(1, 2_000_000))
-            kind = rng.random()
-            if kind < 0.6:
-                actor_type, actor_id = "user", str(rng.randrange(1, 60))
-            elif kind < 0.8:
-                actor_type, actor_id = "partner", str(rng.randrange(1, 25))
-            else:
-                actor_type, actor_id = "system", ""
-            case_id = rng.randrange(1, 50_000) if rng.random() < 0.7 else None
-            target_type, target_id = ("reports.case", str(case_id)) if case_id else ("", "")
-            data = {"from": rng.choice(statuses), "to": rng.choice(statuses), "urls": rng.randrange(0, 40)}
-            if rng.random() < 0.2:
-                data["note"] = "réexamen demandé / second look"
-            action = rng.choice(actions)
+        for at, actor_type, actor_id, action, target_type, target_id, case_id, data in events:
+            seq += 1
             fields = audit.canonical_fields(seq, at, actor_type, actor_id, action, target_type, target_id, case_id,
                                             data)
             event_hash = audit.chain_hash(fields, prev)
             copy.write_row((seq, at, actor_type, actor_id, action, target_type, target_id, case_id,
                             json.dumps(data), prev, event_hash))
-            if seq % checkpoint_every == 0 or seq == n:
+            if seq % checkpoint_every == 0:
                 audit.write_checkpoint(seq, event_hash)
+                signed = seq
             prev = event_hash
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) ntd_auditevent")  # hint bits and statistics, as on a settled table
+    if signed != seq:
+        audit.write_checkpoint(seq, prev)
+    return seq, prev
 
 
 def raw_baseline(chunk: int) -> tuple[int, float, float]:

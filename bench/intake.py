@@ -112,6 +112,8 @@ pidfile = None
 daemon = False
 if os.environ.get("NTD_BENCH_MAX_REQUESTS"):
     max_requests = int(os.environ["NTD_BENCH_MAX_REQUESTS"])
+if os.environ.get("NTD_BENCH_TIMEOUT"):  # bench/export.py: one response streams a million events
+    timeout = int(os.environ["NTD_BENCH_TIMEOUT"])
 if os.environ.get("NTD_BENCH_ACCESS_LOG") != "1":
     # Off altogether: with a logconfig_dict gunicorn formats every access line even when nothing prints it.
     accesslog = None

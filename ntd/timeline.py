@@ -3,6 +3,9 @@
 `case_timeline()` is the one selector the auditor's page and every export (CSV, JSON Lines, PDF, the hashed
 bundle) read. Each entry keeps the event's chain fields, so an export can be checked against the chain.
 People are named by pseudonym unless the export is internal (`name_analysts=True`, chosen at export time).
+
+The events are read as rows (`EventRow`), a chunk at a time, not as model instances: building an AuditEvent per
+event was most of the cost of exporting a million of them. Names and labels are looked up once each.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ COLUMNS = ("seq", "at", "actor", "action", "description", "target", "case_id", "
 
 
 class EventRow(NamedTuple):
-    """An audit event as the timeline reads it: AuditEvent's fields, read as a row (no model instance to build, which
-    is most of the cost of a long export). Read-only, like the event itself."""
+    """An audit event as the timeline reads it: AuditEvent's fields, by the same names, read as a row."""
 
     seq: int
     at: datetime
@@ -40,6 +42,8 @@ class EventRow(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
+    """One event of a timeline, in words, with the event it says (an EventRow, or an AuditEvent)."""
+
     seq: int
     at: datetime
     actor: str  # "A-7K3M2" (pseudonym), "name (A-7K3M2)" internally, a partner's name, or "ntd"

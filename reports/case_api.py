@@ -104,7 +104,9 @@ class CaseView(APIView):
 
     @extend_schema(operation_id="cases_retrieve", tags=TAG, responses={200: CaseOut, 403: DENIED, 404: NOT_FOUND})
     def get(self, request: Request, reference: str) -> Response:
-        return rendered(selectors.case_for(request.user, reference))
+        case = selectors.case_for(request.user, reference)
+        services.note_case_viewed(case, actor=request.user)  # an auditor's reading is on the record
+        return rendered(case)
 
 
 class NextCaseView(APIView):

@@ -48,20 +48,6 @@ def _cheap_passwords(settings: Any) -> None:
 
 
 @pytest.fixture
-def member(make_staff: Callable[..., Any], default_queue: Any) -> Callable[..., User]:
-    """A new user with `role` (TOTP enrolled), granted `queue` (the default one unless told; None: no grant)."""
-
-    def make(role: str = roles.ANALYST, queue: Any = "default", perm: str | None = None, **fields: Any) -> User:
-        user = make_staff(role, **fields).user
-        if queue is not None:
-            grant(user, default_queue if queue == "default" else queue,
-                  perm or ("supervise_queue" if role == roles.SUPERVISOR else "work_queue"))
-        return user
-
-    return make
-
-
-@pytest.fixture
 def analyst(member: Callable[..., User]) -> User:
     return member(username="alice")
 

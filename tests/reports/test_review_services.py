@@ -50,20 +50,6 @@ def _cheap_passwords(settings: Any) -> None:
 
 
 @pytest.fixture
-def member(make_staff: Callable[..., Any], default_queue: Any) -> Callable[..., User]:
-    """A new user with `role`, granted `queue` (the default one unless told; None: no grant at all)."""
-
-    def make(role: str = roles.ANALYST, queue: Any = "default", perm: str | None = None) -> User:
-        user = make_staff(role, totp=False).user
-        if queue is not None:
-            grant(user, default_queue if queue == "default" else queue,
-                  perm or ("supervise_queue" if role == roles.SUPERVISOR else "work_queue"))
-        return user
-
-    return make
-
-
-@pytest.fixture
 def analyst(member: Callable[..., User]) -> User:
     return member()
 

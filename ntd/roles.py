@@ -46,6 +46,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_SCHEME, "reports.delete_verdictmapping",
         "takedown.view_hostingnetwork", "takedown.add_hostingnetwork", "takedown.change_hostingnetwork",
         "takedown.delete_hostingnetwork",
+        *[f"takedown.{verb}_routingrule" for verb in ("view", "add", "change", "delete")],
+        *[f"takedown.{verb}_noticetemplate" for verb in ("view", "add", "change")],
     ],
     AUDITOR: [
         "reports.view_case", "reports.view_all_cases",

@@ -180,6 +180,8 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "ntd.tasks.checkpoint_audit_log_task", "schedule": 300.0},
     "expire-claims": {"task": "reports.tasks.expire_claims_task", "schedule": 60.0},
     "expire-exports": {"task": "ntd.tasks.expire_export_jobs_task", "schedule": 600.0},
+    "relay-notices": {"task": "takedown.tasks.relay_outbox_task", "schedule": 30.0},
+    "authorisation-timeouts": {"task": "takedown.tasks.authorisation_timeouts_task", "schedule": 60.0},
     # The whole chain and the checkpoints, nightly (UTC); a failure alerts the admins (ntd.verification).
     "audit-verify-nightly": {"task": "ntd.tasks.verify_audit_log_nightly_task",
                              "schedule": crontab(hour=2, minute=30)},
@@ -195,6 +197,24 @@ DNS_PORT = env.int("DNS_PORT", 53)
 DNS_TIMEOUT = env.float("DNS_TIMEOUT", 3.0)
 HOSTING_LOOKUP = env.str("HOSTING_LOOKUP", "offline")
 TRACE_NEW_CASES = env.bool("TRACE_NEW_CASES", True)
+
+# --- Notices ---------------------------------------------------------------------------------------
+# The deployment's own country (ISO 3166-1 alpha-2): a case hosted here is domestic (takedown to the host,
+# information to our national police); anywhere else goes to that country's hotline or police.
+NTD_COUNTRY = env.str("NTD_COUNTRY", "GB").upper()
+NTD_ORGANISATION = env.str("NTD_ORGANISATION", NTD_DEPLOYMENT_NAME)  # who signs notices
+# Cases confirmed for the same recipient within this window go out as one notice.
+NOTICE_GROUPING_SECONDS = env.int("NOTICE_GROUPING_SECONDS", 120)
+NOTICE_DEADLINE_HOURS = env.int("NOTICE_DEADLINE_HOURS", 24)  # asked of the recipient to act
+NOTICE_ACK_HOURS = env.int("NOTICE_ACK_HOURS", 4)  # an acknowledgement later than this is overdue
+NOTICE_LINK_DAYS = env.int("NOTICE_LINK_DAYS", 30)  # signed acknowledge/removed/dispute links expire
+NOTICE_MAX_ATTEMPTS = env.int("NOTICE_MAX_ATTEMPTS", 8)
+NOTICE_RETRY_SECONDS = env.float("NOTICE_RETRY_SECONDS", 30.0)  # first backoff; doubles up to an hour
+NOTICE_HTTP_TIMEOUT = env.float("NOTICE_HTTP_TIMEOUT", 10.0)
+# Webhook and ntd addresses must be https://, except in development and tests (loopback receivers).
+NOTICE_ALLOW_HTTP = env.bool("NOTICE_ALLOW_HTTP", DEBUG)
+# The relay re-publishes outbox entries due this long ago that no worker has finished.
+NOTICE_RELAY_GRACE_SECONDS = env.int("NOTICE_RELAY_GRACE_SECONDS", 300)
 
 # --- Authentication --------------------------------------------------------------------------------
 AUTH_USER_MODEL = "ntd.User"

@@ -49,6 +49,7 @@ urlpatterns = [
     path("audit/verify/progress/", verify_views.verify_progress, name="audit_verify_progress"),
     path("audit/cases/<str:reference>/", views.case_timeline, name="case_timeline"),
     path("", include("reports.urls")),
+    path("", include("takedown.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/partner/whoami/", views.partner_whoami, name="api_partner_whoami"),

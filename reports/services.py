@@ -112,6 +112,18 @@ def _move(case: Case, to: str | None, *, actor: Any, action: str, data: dict[str
                  data={"case": case.reference, "from": before, "to": case.status, **(data or {})})
 
 
+def apply_transition(case: Case, to: str | None, *, actor: Any, action: str, data: dict[str, Any] | None = None,
+                     **changes: Any) -> None:
+    """For the takedown services (notices, removal, disputes): the same checked, audited move as every
+    transition here. The caller holds the case's lock (`lock_case`)."""
+    _move(case, to, actor=actor, action=action, data=data, **changes)
+
+
+def lock_case(case_id: int) -> Case:
+    """The case, locked, for a service that has already decided the actor may act on it."""
+    return Case.objects.select_for_update().get(pk=case_id)
+
+
 def _claim_fields(actor: Any, now: datetime) -> dict[str, Any]:
     return {"assignee": actor, "claimed_at": now, "claim_expires_at": now + claim_idle_time()}
 

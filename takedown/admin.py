@@ -11,8 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.core.validators import URLValidator, validate_email
+from django.core.exceptions import FieldDoesNotExist
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
@@ -95,28 +94,9 @@ def changed_fields(form: Any, change: bool) -> list[str]:
 class PartnerContactForm(forms.ModelForm):
     class Meta:
         model = PartnerContact
-        fields = ("channel", "address", "language", "out_of_hours")
-
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        data = self.cleaned_data
-        address = (data.get("address") or "").strip()
-        if data.get("channel") == PartnerContact.Channel.EMAIL:
-            try:
-                validate_email(address)
-            except ValidationError:
-                self.add_error("address", "Enter an e-mail address.")
-        elif data.get("channel") == PartnerContact.Channel.WEBHOOK:
-            try:
-                URLValidator(schemes=["https"])(address)
-            except ValidationError:
-                self.add_error("address", "Enter a webhook URL starting with https://.")
-        data["address"] = address
-        language = (data.get("language") or "").strip().lower()
-        if language and not (len(language) == 2 and language.isalpha()):
-            self.add_error("language", "Use a two-letter ISO 639-1 code, e.g. nl.")
-        data["language"] = language
-        return data
+        fields = ("channel", "email", "webhook_url", "language", "around_the_clock", "hours_start", "hours_end",
+                  "working_days", "time_zone", "holidays_country", "holidays_subdivision", "out_of_hours",
+                  "is_active")
 
 
 class WhitelistedSenderForm(forms.ModelForm):

@@ -323,6 +323,9 @@ def _conclude(case: Case, assessment: Assessment, actor: Any) -> None:
     if verdict.outcome == Verdict.Outcome.ILLEGAL:
         _move(case, S.CONFIRMED, actor=actor, action=audit.Action.CASE_CONFIRMED, data=data, **UNCLAIMED)
         _move(case, S.ACTIONING, actor=actor, action=audit.Action.CASE_ACTIONING)
+        from takedown.services import action_case  # takedown builds on the life cycle, not the other way round
+
+        action_case(case, actor=actor)
     else:
         _move(case, CLOSING[verdict.outcome], actor=actor, action=audit.Action.CASE_CLOSED, data=data,
               closed_at=timezone.now(), close_reason=verdict.label, **UNCLAIMED)

@@ -36,7 +36,29 @@ def pytest_runtest_teardown(item: Any, nextitem: Any) -> Any:
     import pgtrigger
 
     with pgtrigger.ignore("ntd.AuditEvent:no_truncate"):
-        return (yield)
+        result = yield
+    if nextitem is not None and _is_transactional(item):  # after the last test the database is gone
+        _reseed_defaults(item)
+    return result
+
+
+def _is_transactional(item: Any) -> bool:
+    marker = item.get_closest_marker("django_db")
+    return bool({"transactional_db", "live_server", "celery_worker"} & set(getattr(item, "fixturenames", ()))
+                or (marker is not None and marker.kwargs.get("transaction")))
+
+
+def _reseed_defaults(item: Any) -> None:
+    """The TRUNCATE also empties what data migrations seeded (the default routing rules and notice templates);
+    later tests on this worker expect them, as a fresh installation has them. They are put back."""
+    import importlib
+
+    from django.apps import apps
+    from pytest_django.plugin import blocking_manager_key
+
+    with item.config.stash[blocking_manager_key].unblock():
+        importlib.import_module("takedown.migrations.0004_default_routing_rules").add_default_rules(apps, None)
+        importlib.import_module("takedown.migrations.0005_default_notice_templates").add_templates(apps, None)
 
 
 @pytest.fixture(autouse=True)
@@ -127,3 +149,19 @@ def default_queue(db: Any) -> Any:
     from reports.models import Queue
 
     return Queue.objects.get(pk=Queue.objects.default_id())
+
+
+@pytest.fixture
+def member(make_staff: Callable[..., Any], default_queue: Any) -> Callable[..., User]:
+    """A new user with `role` (TOTP enrolled), granted `queue` (the default one unless told; None: no grant)."""
+
+    from tests.reports.factories import grant
+
+    def make(role: str = roles.ANALYST, queue: Any = "default", perm: str | None = None, **fields: Any) -> User:
+        user = make_staff(role, **fields).user
+        if queue is not None:
+            grant(user, default_queue if queue == "default" else queue,
+                  perm or ("supervise_queue" if role == roles.SUPERVISOR else "work_queue"))
+        return user
+
+    return make

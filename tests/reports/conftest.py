@@ -1,16 +1,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from ntd import roles
-from ntd.models import User
 from reports import abuse
-from tests.reports.factories import grant
 
 
 @pytest.fixture(autouse=True)
@@ -32,17 +28,3 @@ def report_form(client: Client) -> Any:
         return client.post("/report/", data)
 
     return post
-
-
-@pytest.fixture
-def member(make_staff: Callable[..., Any], default_queue: Any) -> Callable[..., User]:
-    """A new user with `role` (TOTP enrolled), granted `queue` (the default one unless told; None: no grant)."""
-
-    def make(role: str = roles.ANALYST, queue: Any = "default", perm: str | None = None, **fields: Any) -> User:
-        user = make_staff(role, **fields).user
-        if queue is not None:
-            grant(user, default_queue if queue == "default" else queue,
-                  perm or ("supervise_queue" if role == roles.SUPERVISOR else "work_queue"))
-        return user
-
-    return make

@@ -630,8 +630,10 @@ class TestAssessCase:
                                                                                "illegal_baseline", analyst.pk)
         assert (recorded.media_type.code, recorded.age_group.code, recorded.clause.code) == ("images", "prepubescent",
                                                                                              "BL-1")
+        # then the notices issue routes it: unknown hosting here, so a supervisor task (takedown.services)
         assert actions(case) == [audit.Action.CASE_CLAIMED, audit.Action.CASE_ASSESSED, audit.Action.CASE_CONFIRMED,
-                                 audit.Action.CASE_ACTIONING]
+                                 audit.Action.CASE_ACTIONING, audit.Action.CASE_ROUTED,
+                                 audit.Action.SUPERVISOR_TASK_OPENED]
         assessed = events(case, audit.Action.CASE_ASSESSED)[0].data
         assert (assessed["verdict"], assessed["clause"], assessed["kind"]) == ("illegal_baseline", "BL-1", "first")
 
@@ -715,8 +717,9 @@ class TestDecideCase:
 
         assert (recorded.kind, recorded.assessor_id) == (Assessment.Kind.DECISION, supervisor.pk)
         assert fresh(disputed).status == S.ACTIONING
-        assert actions(disputed)[-4:] == [audit.Action.CASE_ASSESSED, audit.Action.CASE_DECIDED,
-                                          audit.Action.CASE_CONFIRMED, audit.Action.CASE_ACTIONING]
+        assert actions(disputed)[-6:] == [audit.Action.CASE_ASSESSED, audit.Action.CASE_DECIDED,
+                                          audit.Action.CASE_CONFIRMED, audit.Action.CASE_ACTIONING,
+                                          audit.Action.CASE_ROUTED, audit.Action.SUPERVISOR_TASK_OPENED]
 
     def test_a_supervisor_who_gave_one_of_the_assessments_may_not_decide(self, scheme, disputed):
         # given: a supervisor of the queue who gave the second opinion

@@ -56,6 +56,7 @@ urlpatterns = [
     path("api/v1/reports/", PartnerReportsView.as_view(), name="api_reports"),
     path("api/v1/reports/<str:reference>", PartnerReportDetailView.as_view(), name="api_report_detail"),
     path("api/v1/", include("reports.case_api_urls")),
+    path("api/v1/", include("takedown.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
 ]

@@ -17,6 +17,14 @@ class BadLink(Exception):
     """A link that is forged, damaged, made for another purpose, or expired; the message says which."""
 
 
+class LinkExpired(BadLink):
+    """A genuine link past its time; `reference` names its notice (to record the refusal on it)."""
+
+    def __init__(self, message: str, reference: str) -> None:
+        super().__init__(message)
+        self.reference = reference
+
+
 def _signer(purpose: str) -> signing.TimestampSigner:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
@@ -38,6 +46,7 @@ def notice_reference_from(token: str, purpose: str) -> str:
     try:
         return _signer(purpose).unsign(token, max_age=settings.NOTICE_LINK_DAYS * 86400)
     except signing.SignatureExpired:
-        raise BadLink("This link has expired. Use the API, or ask us for a new link.") from None
+        reference = _signer(purpose).unsign(token)  # genuine, only old
+        raise LinkExpired("This link has expired. Use the API, or ask us for a new link.", reference) from None
     except signing.BadSignature:
         raise BadLink("This link is not valid: it may be incomplete or made for something else.") from None

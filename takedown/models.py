@@ -347,6 +347,9 @@ class NoticeCase(models.Model):
                                                                  "police_information", "authorisation_request"])),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.notice_id}: case {self.case_id}"
+
 
 class OutboxEntry(models.Model):
     """A delivery to do, written in the same transaction as its notice; the relay re-publishes lost ones."""
@@ -358,6 +361,9 @@ class OutboxEntry(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["due_at"], name="outbox_pending_idx", condition=models.Q(done_at=None))]
+
+    def __str__(self) -> str:
+        return f"delivery of notice {self.notice_id}"
 
 
 class PoliceAuthorisation(models.Model):
@@ -386,6 +392,9 @@ class PoliceAuthorisation(models.Model):
         indexes = [models.Index(fields=["answer_by"], name="authorisation_due_idx",
                                 condition=models.Q(state__in=["pending", "held"]))]
 
+    def __str__(self) -> str:
+        return f"police authorisation for case {self.case_id}: {self.state}"
+
 
 class SupervisorTask(models.Model):
     """Something a supervisor must decide or know: no route, a failed notice, an unanswered authorisation."""
@@ -411,3 +420,6 @@ class SupervisorTask(models.Model):
         ordering = ["created_at"]
         indexes = [models.Index(fields=["created_at"], name="supervisortask_open_idx",
                                 condition=models.Q(resolved_at=None))]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.detail}"

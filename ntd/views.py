@@ -29,6 +29,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return render(request, "ntd/landing.html")
     roles = roles_of(request.user)
     from reports.selectors import home_summary
+    from takedown.selectors import notice_dashboard
 
     context: dict[str, Any] = {
         "roles": roles,
@@ -38,6 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
         if request.user.has_perm("ntd.view_auditevent")
         else None,
         "failed_verification": selectors.failed_verification() if {ADMIN, AUDITOR} & set(roles) else None,
+        "notice_dashboard": notice_dashboard(request.user),
     }
     return render(request, "ntd/home.html", context)
 

@@ -24,6 +24,7 @@ from reports import selectors, services
 from reports.models import Case, Report
 from reports.review_forms import AssessmentForm, DuplicatesForm, ReasonForm, ReassignForm, TriageFilterForm
 from reports.services import ReviewError
+from takedown.selectors import case_notice_context, notice_dashboard
 
 VIEW, WORK, SUPERVISE = "reports.view_case", services.WORK, services.SUPERVISE
 
@@ -160,6 +161,7 @@ def _case_context(request: HttpRequest, case: Case, **forms: Any) -> dict[str, A
         "reopen_form": ReasonForm(prefix="reopen") if supervises and case.closed_at else None,
         "can_reveal": user.has_perm(services.REVEAL_CONTACT),
         "revealed": forms.get("revealed"),
+        **case_notice_context(user, case),
     }
 
 
@@ -252,6 +254,7 @@ def _team_context(request: HttpRequest, **forms: Any) -> dict[str, Any]:
         "analysts": selectors.team_analysts(request.user),
         "reassign_form": forms.get("reassign_form") or ReassignForm(),
         "duplicates_form": forms.get("duplicates_form") or DuplicatesForm(),
+        "notice_dashboard": notice_dashboard(request.user),
     }
 
 

@@ -10,7 +10,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 RUN_ENV := DEBUG=1 DATABASE_URL=sqlite:///var/ntd.sqlite3 CACHE_URL=locmem:// CELERY_BROKER_URL=filesystem:// PORT=$(PORT)
 TEST_ENV := DEBUG=0 SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef \
 	AUDIT_CHECKPOINT_KEY=test-only-audit-checkpoint-key ALTCHA_HMAC_KEY=test-only-altcha-key \
-	NTD_ENCRYPTION_KEYS=test:dGVzdC1vbmx5LWtleS1ub3QtZm9yLXByb2R1Y3Rpb24 ALLOWED_HOSTS=localhost,127.0.0.1,testserver NTD_PUBLIC_URL=http://testserver \
+	NTD_ENCRYPTION_KEYS=test:dGVzdC1vbmx5LWtleS1ub3QtZm9yLXByb2R1Y3Rpb24 ALLOWED_HOSTS=localhost,127.0.0.1,testserver NTD_PUBLIC_URL=http://testserver NTD_COUNTRY=GB \
 	SECURE_SSL_REDIRECT=0 LOG_JSON=1 TRACE_NEW_CASES=0 PYTHONDONTWRITEBYTECODE=1
 PYTEST_ARGS ?=
 

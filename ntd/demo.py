@@ -12,7 +12,7 @@ from django.db import transaction
 
 from ntd import audit, roles
 from ntd.models import User
-from takedown.models import Partner, PartnerAPIKey
+from takedown.models import HostingNetwork, Partner, PartnerAPIKey, PartnerContact
 
 DEMO_USERS = (
     ("analyst", roles.ANALYST),
@@ -26,7 +26,16 @@ DEMO_PARTNERS = (
     ("Example Hosting Ltd", Partner.Kind.HOSTING_PROVIDER, "GB"),
     ("Partner Hotline NL", Partner.Kind.HOTLINE, "NL"),
     ("National Police Unit", Partner.Kind.LAW_ENFORCEMENT, "GB"),
+    ("International Police Liaison", Partner.Kind.INTERNATIONAL_POLICE, ""),
 )
+# Where the demo partners get notices (the console mailer of `make run` prints them).
+DEMO_CONTACTS = {
+    "Example Hosting Ltd": "abuse@hosting.example",
+    "Partner Hotline NL": "referrals@hotline-nl.example",
+    "National Police Unit": "csam-unit@police.example",
+    "International Police Liaison": "liaison@police-international.example",
+}
+DEMO_NETWORK = (64500, "EXAMPLE-HOSTING-AS")  # a documentation AS number, mapped to the demo host
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,12 @@ def seed_demo() -> tuple[list[DemoLogin], str | None]:
         logins.append(DemoLogin(username, roles.ROLE_LABELS[role], demo_password(username), secret))
 
     for name, kind, country in DEMO_PARTNERS:
-        Partner.objects.get_or_create(name=name, defaults={"kind": kind, "country": country})
+        partner, _ = Partner.objects.get_or_create(name=name, defaults={"kind": kind, "country": country})
+        if not partner.contacts.exists():
+            PartnerContact.objects.create(partner=partner, channel=PartnerContact.Channel.EMAIL,
+                                          email=DEMO_CONTACTS[name], language="en")
+    HostingNetwork.objects.get_or_create(asn=DEMO_NETWORK[0], defaults={
+        "name": DEMO_NETWORK[1], "partner": Partner.objects.get(name="Example Hosting Ltd")})
     hotline = Partner.objects.get(name="Partner Hotline NL")
     key = None
     if not hotline.api_keys.filter(revoked=False).exists():

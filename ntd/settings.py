@@ -162,6 +162,7 @@ else:
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", "celery")  # several installations on one Redis
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
@@ -201,7 +202,9 @@ TRACE_NEW_CASES = env.bool("TRACE_NEW_CASES", True)
 # --- Notices ---------------------------------------------------------------------------------------
 # The deployment's own country (ISO 3166-1 alpha-2): a case hosted here is domestic (takedown to the host,
 # information to our national police); anywhere else goes to that country's hotline or police.
-NTD_COUNTRY = env.str("NTD_COUNTRY", "GB").upper()
+NTD_COUNTRY = _required("NTD_COUNTRY", "GB").upper()
+if not (len(NTD_COUNTRY) == 2 and NTD_COUNTRY.isalpha()):
+    raise ImproperlyConfigured("NTD_COUNTRY must be a two-letter ISO 3166-1 code, e.g. NL.")
 NTD_ORGANISATION = env.str("NTD_ORGANISATION", NTD_DEPLOYMENT_NAME)  # who signs notices
 # Cases confirmed for the same recipient within this window go out as one notice.
 NOTICE_GROUPING_SECONDS = env.int("NOTICE_GROUPING_SECONDS", 120)

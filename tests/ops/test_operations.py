@@ -77,6 +77,8 @@ def secret_for(name: str) -> str:
         return PUBLIC_HOST
     if name == "NTD_PUBLIC_URL":
         return f"https://{PUBLIC_HOST}"
+    if name == "NTD_COUNTRY":
+        return "NL"
     return secrets.token_urlsafe(48)  # 64 characters, as check --deploy wants of SECRET_KEY
 
 

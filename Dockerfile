@@ -33,7 +33,7 @@ RUN DEBUG=0 \
     ALTCHA_HMAC_KEY=build-only \
     NTD_ENCRYPTION_KEYS=build:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA \
     ALLOWED_HOSTS=localhost \
-    NTD_PUBLIC_URL=http://localhost \
+    NTD_PUBLIC_URL=http://localhost NTD_COUNTRY=GB \
     python manage.py collectstatic --no-input
 
 # An unprivileged user; it owns only the audit checkpoint and export folders (volumes in docker-compose.yml).

@@ -134,7 +134,13 @@ def file_partner_report(
         report.partner_reference = partner_reference
         report.request_digest = request_digest
         report.save(force_insert=True)
-        return Filed(report, _file_urls(report, urls, priority, details.child_at_risk, actor=partner))
+        filed = Filed(report, _file_urls(report, urls, priority, details.child_at_risk, actor=partner))
+        if partner.runs_ntd and partner_reference:
+            # A referral from a hotline that runs ntd: tell its ntd that we have it (takedown.exchange).
+            from takedown.exchange import on_partner_report_filed
+
+            on_partner_report_filed(report)
+        return filed
 
     try:
         return _retrying_reference_clashes(file)

@@ -31,7 +31,7 @@ from rest_framework_api_key.models import APIKey
 from ntd.models import User
 from ntd.roles import ADMIN, ANALYST, AUDITOR, STAFF_ROLES, SUPERVISOR, WELFARE_OFFICER
 from reports.models import ClassificationOption, KnownURL, PolicyClause, Queue, Verdict
-from takedown.models import HostingNetwork, Partner, PartnerAPIKey
+from takedown.models import HostingNetwork, NoticeTemplate, Partner, PartnerAPIKey, RoutingRule
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +94,26 @@ ROUTES: dict[str, dict[str, Outcome]] = {
     "cases/<str:reference>/reopen/": expect(staff=403, supervisor=405, superuser=405),
     "cases/<str:reference>/reassign/": expect(staff=403, supervisor=405, superuser=405),
     "cases/<str:reference>/reveal/": expect(staff=403, supervisor=405, superuser=405),
+    # Signed links in notices: open to anyone; the walk's token is forged (400 for everyone)
+    "n/<str:purpose>/<str:token>/": expect(400, staff=400),
+    # The partner notice API: the key and nothing else; answers take a POST
+    "api/v1/notices/": expect(403, staff=403, partner=200),
+    "api/v1/notices/<str:reference>/": expect(403, staff=403, partner=404),
+    "api/v1/^notices/(?P<reference>[^/]+)/acknowledge(?:/)?$": expect(403, staff=403, partner=405),
+    "api/v1/^notices/(?P<reference>[^/]+)/removed(?:/)?$": expect(403, staff=403, partner=405),
+    "api/v1/^notices/(?P<reference>[^/]+)/dispute(?:/)?$": expect(403, staff=403, partner=405),
+    "api/v1/^notices/(?P<reference>[^/]+)/authorise(?:/)?$": expect(403, staff=403, partner=405),
+    "api/v1/^notices/(?P<reference>[^/]+)/hold(?:/)?$": expect(403, staff=403, partner=405),
+    # Notices on the case page (takedown.views): POST only.
+    "cases/tasks/<int:pk>/resolve/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/removal/verified/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
+    "cases/<str:reference>/removal/confirm/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
+    "cases/<str:reference>/removal/reject/": expect(staff=403, analyst=405, supervisor=405, superuser=405),
+    "cases/<str:reference>/notices/send/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/notices/<str:notice>/uphold/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/notices/<str:notice>/withdraw/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/authorisations/<int:pk>/authorise/": expect(staff=403, supervisor=405, superuser=405),
+    "cases/<str:reference>/authorisations/<int:pk>/hold/": expect(staff=403, supervisor=405, superuser=405),
     # The staff case API (reports.case_api): view_case to read, work_case to act (GET on an action is 405 once
     # the permission lets the caller in). The walk grants no queue: the list is empty and no case is found.
     "api/v1/cases/": expect(403, staff=403, analyst=200, supervisor=200, auditor=200, superuser=200),
@@ -116,6 +136,8 @@ ACCOUNTS: dict[str, dict[str, Outcome]] = {
     "inactive/": expect(200, staff=200),
     "signup/": expect(200, staff=SIGNED_IN_ELSEWHERE),  # "sign-up is closed"
     "reauthenticate/": expect(staff=200),
+    "reauthenticate/code/": expect(staff="→/accounts/reauthenticate/"),  # allauth 65.22: by mailed code, off here
+    "reauthenticate/code/confirm/": expect(staff="→/accounts/reauthenticate/code/"),
     "email/": expect(staff=200),
     "confirm-email/": expect(200, staff=200),
     "password/change/": expect(staff=200),
@@ -149,6 +171,8 @@ ADMIN_ROLE_MAY = {
     "reports/classificationoption": {"view", "add", "change"},
     "reports/policyclause": {"view", "add", "change"},
     "takedown/hostingnetwork": {"view", "add", "change", "delete"},
+    "takedown/routingrule": {"view", "add", "change", "delete"},
+    "takedown/noticetemplate": {"view", "add", "change"},  # templates are changed or switched off, not deleted
 }
 # What each admin page needs, by the last part of its route.
 ADMIN_PAGE_NEEDS = {"": "view", "add/": "add", "history/": "view", "delete/": "delete", "change/": "view"}
@@ -255,6 +279,7 @@ def fill(route: str, values: dict[str, str]) -> str:
         return values.get(f"{route}:{name}") or values[name]
 
     bare = re.sub(r"(^|/)\^|\$$", r"\1", route)  # a regex pattern's anchors, wherever it was included
+    bare = bare.replace("(?:/)?", "")  # an optional trailing slash (takedown.api_urls)
     return "/" + CONVERTER.sub(value, NAMED_GROUP.sub(value, bare))
 
 
@@ -322,6 +347,10 @@ def url_values(make_staff: Any, partner_key: tuple[Partner, str]) -> dict[str, s
         PolicyClause.objects.get_or_create(jurisdiction="INT", code="walk", defaults={"title": "Walk"})[0],
         HostingNetwork.objects.create(asn=64500, name="walk", partner=Partner.objects.create(
             name="Walk host", kind=Partner.Kind.HOSTING_PROVIDER)),
+        RoutingRule.objects.create(position=999, situation=RoutingRule.Situation.UNKNOWN,
+                                   send_to=RoutingRule.Target.SUPERVISOR),
+        NoticeTemplate.objects.get_or_create(kind="takedown", language="zz",
+                                             defaults={"subject": "Walk", "body": "Walk"})[0],
     ]
     return {
         **admin_object_values(objects),
@@ -332,6 +361,9 @@ def url_values(make_staff: Any, partner_key: tuple[Partner, str]) -> dict[str, s
         "key": "not-a-key",
         "uidb36": "1",
         "reference": "NO-SUCH-REFERENCE",
+        "notice": "N-NO-SUCH",
+        "purpose": "acknowledge",
+        "token": "not-a-token",
         "format": "csv",  # an export format (audit/cases/<reference>/export/<format>/)
         "pk": "999999",  # a prepared export that does not exist (audit/exports/<pk>/)
     }

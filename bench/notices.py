@@ -48,6 +48,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.export import load_text  # noqa: E402
 from bench.intake import (  # noqa: E402 - after the path is set
     bench_env,
     django_setup,
@@ -377,11 +378,6 @@ def print_report(header: list[str], rows: list[Measurement], baselines: dict[str
         print(f"{row.label:34} {conc:>9} {row.notices:>8,} {row.seconds:>8.2f} {row.rate:>10,.1f} {cpu:>14} "
               f"{base_rate:>11} {ratio:>13}  {row.note}")
     print("=" * width)
-
-
-def load_text() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
 def main() -> int:
